@@ -1,0 +1,45 @@
+# One place for every command developers and CI share. Each target bootstraps .venv from the lock files.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: demo test check lint typecheck format bench-load bench-cycle clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements/runtime.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_QUIET) -r requirements/runtime.lock
+	$(BIN)/pip install $(PIP_QUIET) --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: requirements/dev.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_QUIET) -r requirements/dev.lock
+	$(BIN)/pip install $(PIP_QUIET) --no-deps -e .
+	touch $@ $(VENV)/.runtime
+
+## Run the product on its embedded default: KLK simulator + SQLite + API on 127.0.0.1:8000.
+demo: $(VENV)/.runtime
+	$(BIN)/fluxion-etl demo
+
+## Run the whole test suite (SQLite and PostgreSQL; browser tests where Chromium is installed).
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+## Every check: lint, format, types and tests.
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""Frozen domain records: locations, decoded KLK catalogue items and sales lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+
+class LocationKind(StrEnum):
+    STORE = "store"
+    DISTRIBUTION_CENTRE = "distribution_centre"
+
+
+class WarehouseRole(StrEnum):
+    SALES_FLOOR = "sales_floor"
+    PRINCIPAL = "principal"
+    PURCHASING = "purchasing"
+    PRODUCTION = "production"
+    RETURNS = "returns"
+    SHRINK = "shrink"
+    STORAGE = "storage"
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    code: str
+    role: WarehouseRole
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningSpan:
+    """One open stretch of a local day; ``closes`` of 00:00 means midnight at the end of the day."""
+
+    opens: time
+    closes: time
+
+    @property
+    def ends_at_midnight(self) -> bool:
+        return self.closes == time(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningHours:
+    """Opening spans per ISO weekday index (0 = Monday ... 6 = Sunday); empty tuple = closed."""
+
+    by_weekday: tuple[tuple[OpeningSpan, ...], ...]
+
+    def spans_on(self, day: date) -> tuple[OpeningSpan, ...]:
+        return self.by_weekday[day.weekday()]
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    id: str
+    name: str
+    kind: LocationKind
+    branch_code: str | None
+    warehouses: tuple[Warehouse, ...]
+    timezone: str
+    opening_hours: OpeningHours
+    active: bool = True
+    region: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sales_warehouse(self) -> Warehouse | None:
+        """The warehouse whose sales are synced: the sales floor of a store with a branch code."""
+        if self.branch_code is None:
+            return None
+        return next((w for w in self.warehouses if w.role is WarehouseRole.SALES_FLOOR), None)
+
+    @property
+    def has_sales(self) -> bool:
+        return self.sales_warehouse is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueItem:
+    """One article of one warehouse's catalogue (KLK ``articulos[]``)."""
+
+    sku: str
+    barcode: str | None
+    name: str | None
+    category_code: str | None
+    subcategory_code: str | None
+    category_name: str | None
+    subcategory_name: str | None
+    brand: str | None
+    price_usd: Decimal
+    tax_rate: Decimal
+    stock: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """A decoded catalogue response for one warehouse."""
+
+    warehouse_code: str
+    items: tuple[CatalogueItem, ...]
+    generated_at: datetime | None
+    duplicates_removed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SalesLine:
+    """One invoice line (KLK ``ventas[]``); money and quantities exact, time UTC-aware."""
+
+    invoice_number: str
+    line_number: int
+    sold_at: datetime
+    business_day: date
+    sku: str
+    product_description: str | None
+    brand: str | None
+    model: str | None
+    category_code: str | None
+    group_name: str | None
+    subgroup_code: str | None
+    category_name: str | None
+    barcode: str | None
+    serial: str | None
+    imei: str | None
+    warehouse_code: str
+    warehouse_name: str | None
+    quantity: Decimal
+    unit_weight: Decimal | None
+    gross_weight: Decimal | None
+    unit_volume: Decimal | None
+    sales_unit: str | None
+    unit_factor: Decimal | None
+    quantity_in_units: Decimal | None
+    computed_weight: Decimal | None
+    unit_cost_bs: Decimal | None
+    unit_cost_usd: Decimal | None
+    unit_price_bs: Decimal | None
+    unit_price_usd: Decimal | None
+    tax_rate: Decimal | None
+    tax_amount_bs: Decimal | None
+    discount_rate: Decimal | None
+    discount_amount_bs: Decimal | None
+    total_bs: Decimal
+    total_usd: Decimal
+    total_cost_bs: Decimal | None
+    total_cost_usd: Decimal | None
+    gross_profit_bs: Decimal | None
+    gross_profit_usd: Decimal | None
+    invoice_total_bs: Decimal | None
+    exchange_rate: Decimal | None
+    is_non_fiscal: bool
+    has_promotion: bool
+    promotion_code: str | None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.invoice_number, self.line_number)
+
+
+@dataclass(frozen=True, slots=True)
+class SalesBatch:
+    """A decoded sales response for one warehouse and one local-day window."""
+
+    warehouse_code: str
+    lines: tuple[SalesLine, ...]
+    declared_count: int
+    duplicates_removed: int = 0
+    generated_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KlkWarehouse:
+    """An entry of KLK's warehouse lists (``/maestra/almacenes/...``)."""
+
+    branch_name: str
+    branch_code: str
+    warehouse_code: str
+    warehouse_name: str

@@ -1,0 +1,90 @@
+"""Settings from the environment (prefix ``FLUXION_``). Built by ``load_settings()``, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fluxion_etl.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLUXION_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///fluxion.db"
+    klk_base_url: str = "http://127.0.0.1:7002"
+    config: Path | None = None
+
+    klk_connect_timeout: float = Field(5.0, gt=0)
+    klk_catalogue_read_timeout: float = Field(30.0, gt=0)
+    klk_sales_read_timeout: float = Field(600.0, gt=0)
+    klk_retry_attempts: int = Field(3, ge=1, le=10)
+    klk_retry_initial_wait: float = Field(0.5, ge=0)
+    klk_retry_max_wait: float = Field(10.0, ge=0)
+
+    concurrency: int = Field(3, ge=1, le=64)
+    lease_ttl_seconds: float = Field(120.0, gt=0)
+    heartbeat_seconds: float = Field(20.0, gt=0)
+    inventory_deadline_seconds: float = Field(20 * 60, gt=0)
+    sales_deadline_seconds: float = Field(25 * 60, gt=0)
+    reconcile_deadline_seconds: float = Field(60 * 60, gt=0)
+
+    sales_overlap_minutes: int = Field(60, ge=0)
+    max_range_days: int = Field(31, ge=1)
+    reconcile_days: int = Field(2, ge=1)
+    mass_deletion_threshold: float = Field(0.05, ge=0, le=1)
+    history_retention_days: int = Field(90, ge=1)
+    raw_payload_retention_days: int = Field(14, ge=1)
+    raw_payload_max_bytes: int = Field(5_000_000, ge=1024)
+    run_log_max_lines: int = Field(2000, ge=10)
+    circuit_failure_threshold: int = Field(3, ge=1)
+    circuit_reset_seconds: float = Field(300.0, gt=0)
+
+    launcher: Literal["inline", "subprocess", "ecs"] = "inline"
+    scheduler: Literal["embedded", "external"] = "embedded"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("klk_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host, e.g. http://10.0.0.5:7002")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"has a malformed port ({exc})") from None
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        if not value.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ValueError(
+                "must start with sqlite:/// or postgresql+psycopg:// "
+                "(e.g. postgresql+psycopg://user@host:5432/db)"
+            )
+        return value
+
+    def deadline_seconds(self, job: str) -> float:
+        return {
+            "inventory": self.inventory_deadline_seconds,
+            "sales": self.sales_deadline_seconds,
+            "reconcile": self.reconcile_deadline_seconds,
+        }[job]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides); a bad value raises ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = "FLUXION_" + str(err["loc"][0]).upper() if err["loc"] else "FLUXION_*"
+        raise ConfigError("environment", key, err.get("input"), err["msg"]) from None

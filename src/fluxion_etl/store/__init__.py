@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations, engines, bulk loaders and the run ledger."""

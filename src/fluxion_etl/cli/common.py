@@ -1,0 +1,76 @@
+"""What CLI commands share: building the runtime from settings, and printing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import typer
+
+from fluxion_etl.config import ChainConfig, load_config
+from fluxion_etl.domain.clock import clock_from_spec
+from fluxion_etl.engine.runtime import Runtime
+from fluxion_etl.errors import BadInputError
+from fluxion_etl.settings import Settings, load_settings
+
+
+def settings_and_config() -> tuple[Settings, ChainConfig]:
+    settings = load_settings()
+    return settings, load_config(settings.config)
+
+
+@contextmanager
+def open_runtime(*, check_schema: bool = True) -> Iterator[Runtime]:
+    """Settings, configuration, database and KLK client for one command; closed afterwards."""
+    import os
+
+    from fluxion_etl.klk.client import KlkClient
+    from fluxion_etl.logs import configure_logging
+    from fluxion_etl.store.db import check_schema as check, create_db_engine
+
+    settings, config = settings_and_config()
+    configure_logging(settings.log_format, quiet=True)
+    engine = create_db_engine(settings.database_url)
+    klk = KlkClient.from_settings(settings)
+    try:
+        if check_schema:
+            check(engine)
+        clock = clock_from_spec(os.environ.get("FLUXION_CLOCK"))
+        yield Runtime(settings=settings, config=config, engine=engine, klk=klk, clock=clock)
+    finally:
+        klk.close()
+        engine.dispose()
+
+
+def parse_date(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadInputError(flag, f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()

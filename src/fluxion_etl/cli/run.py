@@ -1,0 +1,238 @@
+"""``run`` (start a run and wait for it), ``runs`` (the ledger) and ``locations`` commands."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fluxion_etl.cli.common import is_terminal, open_runtime, parse_date, print_json
+from fluxion_etl.domain.requests import RunRequest
+from fluxion_etl.domain.states import Job, RunStatus, Trigger
+from fluxion_etl.engine.runner import execute_run, locations_for
+from fluxion_etl.engine.runtime import Runtime
+from fluxion_etl.engine.submit import submit
+from fluxion_etl.errors import BadInputError
+from fluxion_etl.store import leases, ledger
+
+run_app = typer.Typer(help="Run a job now and wait for it (exit 0 succeeded, 1 partial/failed, 2 bad input).")
+runs_app = typer.Typer(help="The run ledger.")
+locations_app = typer.Typer(help="The configured locations.")
+
+LocationOpt = Annotated[
+    list[str] | None, typer.Option("--location", "-l", help="A location id; repeat for several.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(run_app, name="run")
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(locations_app, name="locations")
+
+
+@run_app.command("inventory")
+def run_inventory(location: LocationOpt = None) -> None:
+    """Sync the whole catalogue of every configured warehouse."""
+    _run_and_report(Job.INVENTORY, Trigger.CLI, location)
+
+
+@run_app.command("sales")
+def run_sales(
+    location: LocationOpt = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="First local day, YYYY-MM-DD.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last local day, inclusive.")] = None,
+) -> None:
+    """Sync sales since each location's watermark, or backfill whole local days --from/--to."""
+    start, end = parse_date(date_from, "--from"), parse_date(date_to, "--to")
+    trigger = Trigger.BACKFILL if start or end else Trigger.CLI
+    _run_and_report(Job.SALES, trigger, location, date_from=start, date_to=end)
+
+
+@run_app.command("reconcile")
+def run_reconcile(
+    location: LocationOpt = None,
+    days: Annotated[int, typer.Option(min=1, max=31, help="How many previous local days.")] = 2,
+    allow_mass_deletion: Annotated[
+        bool, typer.Option(help="Apply a deletion above the threshold (after checking KLK).")
+    ] = False,
+) -> None:
+    """Re-read whole previous days; remove lines KLK no longer returns (voids)."""
+    params: dict[str, Any] = {"days": days, "allow_mass_deletion": allow_mass_deletion}
+    _run_and_report(Job.RECONCILE, Trigger.RECONCILE, location, params=params)
+
+
+def _run_and_report(job: Job, trigger: Trigger, location: list[str] | None, **kwargs: Any) -> None:
+    with open_runtime() as rt:
+        _reap(rt)
+        request = RunRequest(
+            job=job, trigger=trigger, locations=tuple(location) if location else None,
+            requested_by=f"cli:{_user()}", **kwargs,
+        )
+        result = submit(rt.engine, request, config=rt.config, settings=rt.settings, clock=rt.clock)
+        scope = locations_for(rt, job, list(request.locations) if request.locations else None)
+        status = _execute_with_progress(rt, result.run_id, len(scope))
+        _print_run(rt, result.run_id)
+    raise typer.Exit(0 if status is RunStatus.SUCCEEDED else 1)
+
+
+def _reap(rt: Runtime) -> None:
+    with rt.engine.begin() as conn:
+        leases.reap_expired(conn, now=rt.clock.now(), ttl=timedelta(seconds=rt.settings.lease_ttl_seconds))
+
+
+def _execute_with_progress(rt: Runtime, run_id: int, total: int) -> RunStatus:
+    typer.echo(f"run {run_id}: {total} location(s)")
+    if not is_terminal() or total <= 1:
+        rt.on_progress = _plain_progress
+        return execute_run(rt, run_id)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(f"run {run_id}", total=total)
+        rt.on_progress = _bar_progress(progress, task)
+        return execute_run(rt, run_id)
+
+
+def _plain_progress(location_id: str, stage: str, detail: str) -> None:
+    if stage == "done":
+        typer.echo(f"  {location_id}: {detail}")
+
+
+def _bar_progress(progress: Progress, task: Any) -> Callable[[str, str, str], None]:
+    def update(location_id: str, stage: str, detail: str) -> None:
+        if stage == "done":
+            progress.advance(task)
+        else:
+            progress.update(task, description=f"{location_id} {stage} {detail}".strip())
+
+    return update
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _print_run(rt: Runtime, run_id: int) -> None:
+    with rt.engine.connect() as conn:
+        run = ledger.get_run(conn, run_id)
+        items = ledger.get_items(conn, run_id)
+    assert run is not None
+    table = Table(title=f"run {run.id} {run.job}: {run.status}", title_justify="left")
+    for col in ("location", "status", "fetched", "ins", "upd", "same", "del", "held", "ms", "error"):
+        table.add_column(col)
+    for item in items:
+        error = f"{item.error_category or ''} {item.error_message or ''}".strip()
+        total_ms = item.extract_ms + item.transform_ms + item.load_ms
+        table.add_row(
+            item.location_id, item.status, str(item.fetched), str(item.inserted), str(item.updated),
+            str(item.unchanged), str(item.deleted), str(item.held), str(total_ms), error[:80],
+        )
+    Console(width=160 if not is_terminal() else None).print(table)
+    if run.error_message:
+        typer.echo(run.error_message)
+
+
+@runs_app.command("list")
+def runs_list(
+    job: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    location: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent runs, newest first."""
+    if job is not None and job not in {j.value for j in Job}:
+        raise BadInputError("--job", f"{job!r}: use one of {', '.join(j.value for j in Job)}")
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise BadInputError("--status", f"{status!r}: use one of {', '.join(s.value for s in RunStatus)}")
+    with open_runtime() as rt, rt.engine.connect() as conn:
+        rows = ledger.list_runs(conn, job=job, status=status, location_id=location, limit=limit)
+    if as_json:
+        print_json([_run_dict(r) for r in rows])
+        return
+    table = Table()
+    for col in ("id", "job", "status", "trigger", "by", "created", "finished", "message"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r.id), r.job, r.status, r.trigger, r.requested_by or "",
+            r.created_at.isoformat(timespec="seconds"),
+            r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
+            (r.error_message or "")[:60],
+        )
+    Console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: int, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """One run: its locations, counters, phase timings and errors."""
+    with open_runtime() as rt:
+        with rt.engine.connect() as conn:
+            run = ledger.get_run(conn, run_id)
+            items = ledger.get_items(conn, run_id)
+        if run is None:
+            raise BadInputError("RUN_ID", f"no run {run_id}")
+        if as_json:
+            print_json({**_run_dict(run), "items": [_item_dict(i) for i in items]})
+            return
+        _print_run(rt, run_id)
+
+
+def _run_dict(run: ledger.RunRow) -> dict[str, Any]:
+    return {k: getattr(run, k) for k in run.__dataclass_fields__}
+
+
+def _item_dict(item: ledger.ItemRow) -> dict[str, Any]:
+    return {k: getattr(item, k) for k in item.__dataclass_fields__}
+
+
+@locations_app.command("list")
+def locations_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The locations of the configuration file."""
+    from fluxion_etl.cli.common import settings_and_config
+
+    _, config = settings_and_config()
+    rows = [
+        {
+            "id": loc.id, "name": loc.name, "kind": loc.kind.value, "branch": loc.branch_code,
+            "warehouses": [f"{w.code} ({w.role.value})" for w in loc.warehouses],
+            "timezone": loc.timezone, "active": loc.active, "region": loc.region,
+        }
+        for loc in config.locations
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=config.source, title_justify="left")
+    for col in ("id", "name", "kind", "branch", "warehouses", "timezone", "active"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["id"], row["name"], row["kind"], row["branch"] or "-", ", ".join(row["warehouses"]),
+            row["timezone"], "yes" if row["active"] else "no",
+        )
+    Console().print(table)
+
+
+@locations_app.command("check")
+def locations_check() -> None:
+    """Compare the configuration with KLK's warehouse lists (exit 1 on any mismatch)."""
+    from fluxion_etl.engine.check import check_locations
+
+    with open_runtime(check_schema=False) as rt:
+        problems = check_locations(rt.config, rt.klk)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{len(rt.config.locations)} locations match KLK's warehouse lists")

@@ -1,0 +1,1 @@
+"""The one runner (SPEC §4.1) and the inventory and sales pipelines it drives."""

@@ -1,0 +1,91 @@
+"""Inventory: the whole catalogue of every configured warehouse of a location (SPEC §4.6, §4.10).
+
+extract every warehouse → then, in one transaction: upsert current stock, history only on change,
+hold a mass disappearance (SPEC §4.9), counters and sync state.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from fluxion_etl.domain.records import Catalogue, CatalogueItem
+from fluxion_etl.domain.requests import ItemCounters
+from fluxion_etl.domain.states import ErrorPhase
+from fluxion_etl.engine.fetch import fetch, is_mass_deletion
+from fluxion_etl.engine.location import LocationContext
+from fluxion_etl.engine.outcome import LocationResult
+from fluxion_etl.store import held, inventory_loader
+
+
+def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[CatalogueItem]]:
+    """Returns the result and the articles seen, for the run's one products upsert."""
+    result = LocationResult()
+    catalogues = [_extract(ctx, w.code, result) for w in ctx.location.warehouses]
+    ctx.check_deadline()
+    with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
+        held: list[str] = []
+        for catalogue in catalogues:
+            counters, held_note = _load_one(ctx, conn, catalogue)
+            result.counters += counters
+            if held_note:
+                held.append(held_note)
+        result.held_message = "; ".join(held) or None
+        ctx.commit_success(conn, result)
+    ctx.log.info(
+        "inventory loaded", ctx.location.id, **_counter_fields(result.counters),
+        held=result.held_message,
+    )
+    return result, [item for c in catalogues for item in c.items]
+
+
+def _extract(ctx: LocationContext, warehouse_code: str, result: LocationResult) -> Catalogue:
+    ctx.check_deadline()
+    ctx.progress("extract", warehouse_code)
+    fetched = fetch(ctx, "catalogue", lambda: ctx.rt.klk.catalogue(warehouse_code), result)
+    result.windows.append({"warehouse": warehouse_code, "articles": len(fetched.items)})
+    result.counters += ItemCounters(
+        fetched=len(fetched.items) + fetched.duplicates_removed,
+        duplicates=fetched.duplicates_removed,
+    )
+    return fetched
+
+
+def _load_one(
+    ctx: LocationContext, conn: Connection, catalogue: Catalogue
+) -> tuple[ItemCounters, str | None]:
+    settings = ctx.rt.settings
+    staged = inventory_loader.stage_inventory(
+        conn, location_id=ctx.location.id, warehouse_code=catalogue.warehouse_code,
+        items=catalogue.items,
+    )
+    threshold = settings.mass_deletion_threshold
+    apply = bool(ctx.params.get("allow_mass_deletion")) or not is_mass_deletion(
+        staged.disappearing, staged.current_total, threshold
+    )
+    loaded = inventory_loader.apply_inventory(
+        conn, staged, run_id=ctx.run_id, now=ctx.rt.clock.now(), apply_disappearances=apply,
+    )
+    held_note = None
+    if not apply:
+        held_note = (
+            f"{staged.disappearing} of {staged.current_total} articles of {catalogue.warehouse_code} "
+            f"vanished from the catalogue (> {threshold:.0%}); not applied"
+        )
+        held.record_held_deletion(
+            conn, run_id=ctx.run_id, location_id=ctx.location.id, job=ctx.job.value,
+            subject=f"catalogue {catalogue.warehouse_code}", would_delete=staged.disappearing,
+            total=staged.current_total, now=ctx.rt.clock.now(),
+        )
+        ctx.log.warning("mass disappearance held", ctx.location.id, detail=held_note)
+    counters = ItemCounters(
+        inserted=loaded.inserted, updated=loaded.updated, unchanged=loaded.unchanged,
+        deleted=loaded.disappeared if apply else 0, held=0 if apply else staged.disappearing,
+    )
+    return counters, held_note
+
+
+def _counter_fields(c: ItemCounters) -> dict[str, int]:
+    return {
+        "fetched": c.fetched, "inserted": c.inserted, "updated": c.updated,
+        "unchanged": c.unchanged, "deleted": c.deleted, "held": c.held, "duplicates": c.duplicates,
+    }

@@ -1,0 +1,60 @@
+"""What processing one location produced, and the failure that stops it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxion_etl.domain.requests import ItemCounters
+from fluxion_etl.domain.states import ErrorCategory, ErrorPhase
+from fluxion_etl.errors import FluxionError
+
+
+class LocationFailure(FluxionError):
+    """One location's part of a run failed; nothing of it was loaded (SPEC §4.4)."""
+
+    def __init__(
+        self,
+        category: ErrorCategory,
+        phase: ErrorPhase,
+        message: str,
+        *,
+        raw: bytes | None = None,
+        call: str | None = None,
+    ) -> None:
+        self.category, self.phase, self.message = category, phase, message
+        self.raw, self.call = raw, call
+        super().__init__(f"{phase.value}: {category.value}: {message}")
+
+
+@dataclass
+class Timings:
+    """Milliseconds per phase, accumulated over a location's work."""
+
+    extract_ms: int = 0
+    transform_ms: int = 0
+    load_ms: int = 0
+
+    @contextmanager
+    def measure(self, phase: ErrorPhase) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = int((time.perf_counter() - started) * 1000)
+            name = f"{phase.value}_ms"
+            setattr(self, name, getattr(self, name) + elapsed)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"extract_ms": self.extract_ms, "transform_ms": self.transform_ms, "load_ms": self.load_ms}
+
+
+@dataclass
+class LocationResult:
+    counters: ItemCounters = field(default_factory=ItemCounters)
+    timings: Timings = field(default_factory=Timings)
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    held_message: str | None = None  # a mass deletion held back (SPEC §4.9)

@@ -1,0 +1,304 @@
+"""The one runner (SPEC §4.1–§4.5). Every trigger ends here with a queued run id.
+
+execute_run:
+  1. claim the run (queued → running) with its job's deadline
+  2. resolve its locations and create their items
+  3. keep a heartbeat (run and leases) and watch for cancellation
+  4. process locations concurrently (bounded): circuit → lease → pipeline → release
+  5. mark what the deadline or a cancel left unstarted
+  6. finish the run with the summarised status
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from fluxion_etl.domain.records import CatalogueItem, Location
+from fluxion_etl.domain.states import ErrorCategory, ErrorPhase, ItemStatus, Job, RunStatus
+from fluxion_etl.engine.inventory import sync_inventory
+from fluxion_etl.engine.location import LocationContext
+from fluxion_etl.engine.outcome import LocationFailure
+from fluxion_etl.engine.runlog import RunLog
+from fluxion_etl.engine.runtime import Runtime
+from fluxion_etl.engine.sales import reconcile_days, sync_sales_days, sync_sales_scheduled
+from fluxion_etl.domain.windows import backfill_days
+from fluxion_etl.store import inventory_loader, leases, ledger, sync_state
+from fluxion_etl.store.ledger import RunRow
+
+
+def locations_for(rt: Runtime, job: Job, scope: list[str] | None) -> list[Location]:
+    """Active locations in scope that have the job (a distribution centre has no sales)."""
+    chosen = [loc for loc in rt.config.locations if loc.active and (scope is None or loc.id in scope)]
+    if job is Job.INVENTORY:
+        return chosen
+    return [loc for loc in chosen if loc.has_sales]
+
+
+def execute_run(rt: Runtime, run_id: int) -> RunStatus:
+    run = _claim(rt, run_id)
+    if run is None:
+        with rt.engine.connect() as conn:
+            existing = ledger.get_run(conn, run_id)
+        return RunStatus(existing.status) if existing else RunStatus.FAILED
+    job = Job(run.job)
+    log = RunLog(rt.engine, rt.clock, run_id=run_id, job=job.value, max_lines=rt.settings.run_log_max_lines)
+    locations = locations_for(rt, job, run.scope)
+    with rt.engine.begin() as conn:
+        ledger.create_items(conn, run_id, [loc.id for loc in locations])
+    log.info("run started", locations=len(locations), trigger=run.trigger, requested_by=run.requested_by)
+    assert run.deadline_at is not None
+    heart = _Heartbeat(rt, run_id)
+    heart.start()
+    try:
+        statuses, products = _process_all(rt, run, job, locations, log, heart)
+    finally:
+        heart.stop()
+    if products:
+        with rt.engine.begin() as conn:
+            inventory_loader.upsert_products(conn, products, rt.clock.now())
+    return _finish(rt, run, statuses, log, cancelled=heart.cancel_requested)
+
+
+def _claim(rt: Runtime, run_id: int) -> RunRow | None:
+    with rt.engine.begin() as conn:
+        run = ledger.get_run(conn, run_id)
+        if run is None:
+            return None
+        now = rt.clock.now()
+        deadline = now + timedelta(seconds=rt.settings.deadline_seconds(run.job))
+        if not ledger.claim_run(conn, run_id, owner=rt.owner, now=now, deadline_at=deadline):
+            return None
+        return ledger.get_run(conn, run_id)
+
+
+def _process_all(
+    rt: Runtime, run: RunRow, job: Job, locations: list[Location], log: RunLog, heart: _Heartbeat
+) -> tuple[dict[str, ItemStatus], list[CatalogueItem]]:
+    statuses: dict[str, ItemStatus] = {}
+    products: list[CatalogueItem] = []
+    assert run.deadline_at is not None
+    pending = list(locations)
+    with ThreadPoolExecutor(max_workers=rt.settings.concurrency, thread_name_prefix="loc") as pool:
+        running: dict[Future[tuple[ItemStatus, list[CatalogueItem]]], str] = {}
+        while pending or running:
+            stop = heart.cancel_requested or rt.stop_requested() or rt.clock.now() >= run.deadline_at
+            while pending and not stop and len(running) < rt.settings.concurrency:
+                loc = pending.pop(0)
+                ctx = LocationContext(rt, run.id, job, loc, log, run.deadline_at, dict(run.params or {}))
+                running[pool.submit(_process_location, ctx, run)] = loc.id
+            if stop and pending:
+                _mark_unstarted(rt, run, pending, log, heart.cancel_requested)
+                for loc in pending:
+                    statuses[loc.id] = ItemStatus.FAILED
+                pending = []
+            if not running:
+                break
+            done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                status, seen = future.result()
+                loc_id = running.pop(future)
+                statuses[loc_id] = status
+                products.extend(seen)
+                if rt.on_progress is not None:
+                    rt.on_progress(loc_id, "done", status.value)
+    return statuses, products
+
+
+def _process_location(ctx: LocationContext, run: RunRow) -> tuple[ItemStatus, list[CatalogueItem]]:
+    rt, loc = ctx.rt, ctx.location
+    with rt.engine.begin() as conn:
+        allowed = sync_state.circuit_allows(conn, job=ctx.job.value, location_id=loc.id, now=rt.clock.now())
+        if not allowed:
+            ledger.finish_item(
+                conn, run.id, loc.id, ItemStatus.SKIPPED_OPEN_CIRCUIT, now=rt.clock.now(),
+                error_message="circuit open after repeated failures; probing again later",
+            )
+    if not allowed:
+        ctx.log.warning("skipped: circuit open", loc.id)
+        return ItemStatus.SKIPPED_OPEN_CIRCUIT, []
+    if not ctx.acquire():
+        _skip_busy(ctx, run)
+        return ItemStatus.SKIPPED_BUSY, []
+    try:
+        with rt.engine.begin() as conn:
+            ledger.start_item(conn, run.id, loc.id, now=rt.clock.now())
+        ctx.log.info("location started", loc.id)
+        products = _run_pipeline(ctx, run)
+        return ItemStatus.SUCCEEDED, products
+    except LocationFailure as failure:
+        _record_failure(ctx, failure)
+        return ItemStatus.FAILED, []
+    except SQLAlchemyError as exc:
+        _record_failure(ctx, LocationFailure(ErrorCategory.DATABASE, ErrorPhase.LOAD, _short(exc)))
+        return ItemStatus.FAILED, []
+    finally:
+        _release_quietly(ctx)
+
+
+def _run_pipeline(ctx: LocationContext, run: RunRow) -> list[CatalogueItem]:
+    if ctx.job is Job.INVENTORY:
+        _, products = sync_inventory(ctx)
+        return products
+    if ctx.job is Job.RECONCILE:
+        days = int(ctx.params.get("days") or ctx.rt.settings.reconcile_days)
+        sync_sales_days(ctx, reconcile_days(ctx, days), skip_covered=False)
+    elif run.date_from is not None and run.date_to is not None:
+        sync_sales_days(ctx, _days(run.date_from, run.date_to), skip_covered=True)
+    else:
+        sync_sales_scheduled(ctx)
+    return []
+
+
+def _days(date_from: date, date_to: date) -> list[date]:
+    return backfill_days(date_from, date_to)
+
+
+def _skip_busy(ctx: LocationContext, run: RunRow) -> None:
+    with ctx.rt.engine.begin() as conn:
+        holder = leases.holder(conn, ctx.job.value, ctx.location.id)
+        message = f"busy: run {holder.run_id} holds this location" if holder else "busy"
+        ledger.finish_item(
+            conn, run.id, ctx.location.id, ItemStatus.SKIPPED_BUSY, now=ctx.rt.clock.now(),
+            error_message=message,
+        )
+    ctx.log.warning("skipped: location busy", ctx.location.id, detail=message)
+
+
+def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
+    """Nothing of the payload was loaded; keep it for inspection and count the failure."""
+    rt, loc, now = ctx.rt, ctx.location, ctx.rt.clock.now()
+    try:
+        with rt.engine.begin() as conn:
+            if failure.raw is not None:
+                ledger.save_raw_payload(
+                    conn, run_id=ctx.run_id, location_id=loc.id, call=failure.call or "?",
+                    category=failure.category.value, body=failure.raw, now=now,
+                    max_bytes=rt.settings.raw_payload_max_bytes,
+                )
+            ledger.finish_item(
+                conn, ctx.run_id, loc.id, ItemStatus.FAILED, now=now,
+                error_category=failure.category.value, error_phase=failure.phase.value,
+                error_message=failure.message[:2000],
+            )
+            sync_state.record_failure(
+                conn, job=ctx.job.value, location_id=loc.id, now=now,
+                category=failure.category.value, message=failure.message[:2000],
+                threshold=rt.settings.circuit_failure_threshold,
+                reset_after=timedelta(seconds=rt.settings.circuit_reset_seconds),
+            )
+    except SQLAlchemyError as exc:
+        ctx.log.error("could not record the failure", loc.id, error=_short(exc))
+    ctx.log.error(
+        "location failed", loc.id, category=failure.category.value, phase=failure.phase.value,
+        message=failure.message[:500],
+    )
+
+
+def _release_quietly(ctx: LocationContext) -> None:
+    try:
+        ctx.release()
+    except SQLAlchemyError as exc:  # the lease expires by itself; reapers free it
+        ctx.log.warning("lease not released; it will expire", ctx.location.id, error=_short(exc))
+
+
+def _mark_unstarted(
+    rt: Runtime, run: RunRow, pending: list[Location], log: RunLog, cancelled: bool
+) -> None:
+    if cancelled or rt.stop_requested():
+        category, message = None, (
+            "run cancelled before this location started" if cancelled
+            else "service shutting down before this location started; left for the next run"
+        )
+    else:
+        category, message = ErrorCategory.DEADLINE.value, "the run's deadline passed before this location started"
+    with rt.engine.begin() as conn:
+        for loc in pending:
+            ledger.finish_item(
+                conn, run.id, loc.id, ItemStatus.FAILED, now=rt.clock.now(),
+                error_category=category, error_message=message,
+            )
+    log.warning("locations not started", count=len(pending), reason=message)
+
+
+def _finish(
+    rt: Runtime, run: RunRow, statuses: dict[str, ItemStatus], log: RunLog, *, cancelled: bool
+) -> RunStatus:
+    now = rt.clock.now()
+    assert run.deadline_at is not None
+    with rt.engine.begin() as conn:
+        items = ledger.get_items(conn, run.id)
+        status, category, message = _final_status(run, items, statuses, now, cancelled)
+        ledger.finish_run(conn, run.id, status, now=now, error_category=category, error_message=message)
+    log.info("run finished", status=status.value, message=message)
+    return status
+
+
+def _final_status(
+    run: RunRow, items: list[ledger.ItemRow], statuses: dict[str, ItemStatus], now: datetime,
+    cancelled: bool,
+) -> tuple[RunStatus, str | None, str | None]:
+    assert run.deadline_at is not None
+    if cancelled:
+        return RunStatus.CANCELLED, None, "cancelled on request"
+    if now >= run.deadline_at and any(i.error_category == ErrorCategory.DEADLINE.value for i in items):
+        return RunStatus.TIMED_OUT, ErrorCategory.DEADLINE.value, "the run's deadline passed"
+    if not items:
+        return RunStatus.SUCCEEDED, None, "no location in scope has this job"
+    status = ledger.summarize_status([ItemStatus(i.status) for i in items])
+    held_items = [i for i in items if i.held]
+    if status is RunStatus.SUCCEEDED and held_items:
+        status = RunStatus.PARTIAL
+    failed = [i for i in items if i.status != ItemStatus.SUCCEEDED.value]
+    if status is RunStatus.SUCCEEDED:
+        return status, None, None
+    categories = sorted({i.error_category for i in failed if i.error_category})
+    first = next((i for i in failed if i.error_message), None) or (held_items[0] if held_items else None)
+    summary = f"{len(failed)} of {len(items)} locations not loaded"
+    if held_items:
+        summary += f"; mass deletion held at {len(held_items)}"
+    if first is not None:
+        summary += f"; {first.location_id}: {first.error_message}"
+    return status, (categories[0] if categories else None), summary[:2000]
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+
+
+class _Heartbeat:
+    """Renews the run's heartbeat and leases; notices cancellation requests."""
+
+    def __init__(self, rt: Runtime, run_id: int) -> None:
+        self._rt, self._run_id = rt, run_id
+        self._stop = threading.Event()
+        self.cancel_requested = False
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        # Leases are judged on the run's clock; a scaled (simulated) clock beats proportionally faster.
+        interval = self._rt.settings.heartbeat_seconds / getattr(self._rt.clock, "speed", 1.0)
+        while not self._stop.wait(interval):
+            self.beat()
+
+    def beat(self) -> None:
+        rt = self._rt
+        ttl = timedelta(seconds=rt.settings.lease_ttl_seconds)
+        try:
+            with rt.engine.begin() as conn:
+                now = rt.clock.now()
+                if ledger.heartbeat_run(conn, self._run_id, owner=rt.owner, now=now):
+                    self.cancel_requested = True
+                leases.renew(conn, run_id=self._run_id, owner=rt.owner, now=now, ttl=ttl)
+        except SQLAlchemyError:
+            pass  # a missed beat is survivable; the TTL is several beats long

@@ -1,0 +1,219 @@
+"""Sales (SPEC §4.8–§4.9): scheduled windows from the watermark, and day-by-day backfill/reconcile.
+
+Every KLK call names the location's sales warehouse and stays within one local day. A location's
+windows load, and its coverage and watermark advance, in one transaction; nothing on failure.
+Whole-day windows also remove lines KLK no longer returns (voids), unless that is a mass deletion.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import Connection, func, select
+
+from fluxion_etl.domain.records import Location, SalesBatch
+from fluxion_etl.domain.requests import ItemCounters
+from fluxion_etl.domain.states import ErrorCategory, ErrorPhase
+from fluxion_etl.domain.windows import (
+    SalesWindow,
+    day_windows,
+    local_date,
+    overlaps_opening_hours,
+    scheduled_windows,
+)
+from fluxion_etl.engine.fetch import fetch, is_mass_deletion
+from fluxion_etl.engine.location import LocationContext
+from fluxion_etl.engine.outcome import LocationFailure, LocationResult
+from fluxion_etl.store import coverage, held, sales_loader, sync_state
+from fluxion_etl.store.schema import sales_lines
+
+
+def sync_sales_scheduled(ctx: LocationContext) -> LocationResult:
+    """From the watermark minus the overlap (or yesterday's local midnight) up to now."""
+    result = LocationResult()
+    windows = _scheduled_windows(ctx)
+    batches = [(w, _extract(ctx, w, result)) for w in windows]
+    ctx.check_deadline()
+    with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
+        lines = [line for _, batch in batches for line in batch.lines]
+        loaded = sales_loader.load_sales(
+            conn, location_id=ctx.location.id, lines=lines, run_id=ctx.run_id, now=ctx.rt.clock.now()
+        )
+        result.counters += ItemCounters(
+            inserted=loaded.inserted, updated=loaded.updated, unchanged=loaded.unchanged
+        )
+        for window, batch in batches:
+            _cover(ctx, conn, window, batch)
+        ctx.commit_success(conn, result, watermark=windows[-1].end if windows else None)
+    ctx.log.info("sales loaded", ctx.location.id, windows=len(windows), **_fields(result.counters))
+    return result
+
+
+def sync_sales_days(ctx: LocationContext, days: list[date], *, skip_covered: bool) -> LocationResult:
+    """Whole local days (backfill and reconcile), one transaction and one lease per day."""
+    result = LocationResult()
+    for index, day in enumerate(days):
+        ctx.check_deadline()
+        window = day_windows(day, now=ctx.rt.clock.now(), zone=ctx.location.zone)
+        if window is None:
+            continue
+        if skip_covered and _covered(ctx, window):
+            ctx.progress("skip", day.isoformat())
+            result.windows.append({**window.describe(), "skipped": "already covered"})
+            continue
+        if index > 0:
+            _reacquire(ctx)
+        _sync_day(ctx, window, result)
+        ctx.progress("day", day.isoformat())
+    with ctx.rt.engine.begin() as conn:
+        ctx.commit_success(conn, result)
+    ctx.log.info("sales days loaded", ctx.location.id, days=len(days), **_fields(result.counters))
+    return result
+
+
+def reconcile_days(ctx: LocationContext, days: int) -> list[date]:
+    """The previous ``days`` complete local days (SPEC §4.9: default the previous 2)."""
+    today = local_date(ctx.rt.clock.now(), ctx.location.zone)
+    return [today - timedelta(days=n) for n in range(days, 0, -1)]
+
+
+def _scheduled_windows(ctx: LocationContext) -> list[SalesWindow]:
+    with ctx.rt.engine.connect() as conn:
+        state = sync_state.get_state(conn, "sales", ctx.location.id)
+    now = ctx.rt.clock.now()
+    windows = scheduled_windows(
+        watermark=state.watermark if state else None, now=now, zone=ctx.location.zone,
+        overlap=timedelta(minutes=ctx.rt.settings.sales_overlap_minutes),
+    )
+    earliest = now - timedelta(days=ctx.rt.settings.max_range_days)
+    if windows and windows[0].start < earliest:
+        ctx.log.warning(
+            "watermark older than the maximum range; older time is left to gap recovery",
+            ctx.location.id, watermark=windows[0].start.isoformat(),
+        )
+        windows = [w for w in windows if w.end > earliest]
+    return windows
+
+
+def _extract(ctx: LocationContext, window: SalesWindow, result: LocationResult) -> SalesBatch:
+    ctx.check_deadline()
+    ctx.progress("extract", window.day.isoformat())
+    warehouse = _sales_warehouse(ctx.location)
+    batch = fetch(
+        ctx, "sales",
+        lambda: ctx.rt.klk.sales(
+            branch_code=ctx.location.branch_code or "", warehouse_code=warehouse,
+            day=window.day, start=window.start_time, end=window.end_time, zone=ctx.location.zone,
+        ),
+        result,
+    )
+    result.windows.append({**window.describe(), "lines": len(batch.lines)})
+    result.counters += ItemCounters(
+        fetched=len(batch.lines) + batch.duplicates_removed, duplicates=batch.duplicates_removed
+    )
+    return batch
+
+
+def _sync_day(ctx: LocationContext, window: SalesWindow, result: LocationResult) -> None:
+    batch = _extract(ctx, window, result)
+    with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
+        loaded = sales_loader.load_sales(
+            conn, location_id=ctx.location.id, lines=batch.lines, run_id=ctx.run_id,
+            now=ctx.rt.clock.now(),
+        )
+        result.counters += ItemCounters(
+            inserted=loaded.inserted, updated=loaded.updated, unchanged=loaded.unchanged
+        )
+        if window.whole_day:
+            _remove_voids(ctx, conn, window, batch, result)
+        _cover(ctx, conn, window, batch)
+        if window.end >= ctx.rt.clock.now().replace(microsecond=0):
+            sync_state.advance_watermark(
+                conn, job="sales", location_id=ctx.location.id, watermark=window.end
+            )
+
+
+def _remove_voids(
+    ctx: LocationContext, conn: Connection, window: SalesWindow, batch: SalesBatch,
+    result: LocationResult,
+) -> None:
+    keep = {line.key for line in batch.lines}
+    args = {"location_id": ctx.location.id, "start": window.start, "end": window.end, "keep_keys": keep}
+    missing = sales_loader.delete_missing_sales(conn, **args, apply=False)
+    if not missing:
+        return
+    stored = _stored_lines(conn, ctx.location.id, window)
+    threshold = ctx.rt.settings.mass_deletion_threshold
+    subject = f"sales {window.day.isoformat()}"
+    if is_mass_deletion(missing, stored, threshold) and not ctx.params.get("allow_mass_deletion"):
+        note = f"{missing} of {stored} lines of {window.day} vanished from KLK (> {threshold:.0%}); not deleted"
+        held.record_held_deletion(
+            conn, run_id=ctx.run_id, location_id=ctx.location.id, job=ctx.job.value,
+            subject=subject, would_delete=missing, total=stored, now=ctx.rt.clock.now(),
+        )
+        result.counters += ItemCounters(held=missing)
+        result.held_message = "; ".join(filter(None, [result.held_message, note]))
+        ctx.log.warning("mass deletion held", ctx.location.id, detail=note)
+        return
+    deleted = sales_loader.delete_missing_sales(conn, **args, apply=True)
+    held.resolve_held_deletions(conn, location_id=ctx.location.id, subject=subject, now=ctx.rt.clock.now())
+    result.counters += ItemCounters(deleted=deleted)
+    ctx.log.info("voided lines removed", ctx.location.id, day=window.day.isoformat(), deleted=deleted)
+
+
+def _stored_lines(conn: Connection, location_id: str, window: SalesWindow) -> int:
+    query = select(func.count()).where(
+        sales_lines.c.location_id == location_id,
+        sales_lines.c.sold_at >= window.start,
+        sales_lines.c.sold_at < window.end,
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def _cover(ctx: LocationContext, conn: Connection, window: SalesWindow, batch: SalesBatch) -> None:
+    """Zero lines while the store was open is only provisional coverage (SPEC §4.9)."""
+    loc = ctx.location
+    provisional = not batch.lines and overlaps_opening_hours(
+        loc.opening_hours, window.start, window.end, loc.zone
+    )
+    coverage.add_coverage(
+        conn, location_id=loc.id, start=window.start, end=window.end, provisional=provisional,
+        run_id=ctx.run_id, now=ctx.rt.clock.now(),
+    )
+
+
+def _covered(ctx: LocationContext, window: SalesWindow) -> bool:
+    with ctx.rt.engine.connect() as conn:
+        return coverage.is_covered(
+            conn, location_id=ctx.location.id, start=window.start, end=window.end
+        )
+
+
+def _reacquire(ctx: LocationContext) -> None:
+    """Backfills hold the lease one day at a time, so scheduled runs can interleave."""
+    ctx.release()
+    waited = 0.0
+    while not ctx.acquire():
+        if waited >= ctx.rt.settings.lease_ttl_seconds:
+            raise LocationFailure(
+                ErrorCategory.DEADLINE, ErrorPhase.EXTRACT,
+                "another run kept this location busy; the rest of the range is left for the next run",
+            )
+        ctx.rt.clock.sleep(1.0)
+        waited += 1.0
+
+
+def _sales_warehouse(location: Location) -> str:
+    warehouse = location.sales_warehouse
+    if warehouse is None:  # the runner never schedules sales for such a location
+        raise LocationFailure(
+            ErrorCategory.BAD_PAYLOAD, ErrorPhase.EXTRACT, f"{location.id} has no sales warehouse"
+        )
+    return warehouse.code
+
+
+def _fields(c: ItemCounters) -> dict[str, int]:
+    return {
+        "fetched": c.fetched, "inserted": c.inserted, "updated": c.updated,
+        "unchanged": c.unchanged, "deleted": c.deleted, "held": c.held,
+    }

@@ -1,0 +1,1 @@
+"""Alembic migrations of ``fluxion_etl.store.schema``; applied by ``fluxion-etl db upgrade``."""

@@ -1,0 +1,142 @@
+"""A run's log lines and kept raw payloads: what an operator reads after the process is gone.
+
+Both are bounded (lines per run, bytes per payload) and purged by retention, so a chatty or broken
+run cannot fill the database. The caller owns the transaction and passes ``now`` from its Clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select
+
+from fluxion_etl.domain.states import RunStatus
+from fluxion_etl.store.schema import raw_payloads, run_logs, runs
+
+UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    id: int
+    run_id: int
+    at: datetime
+    level: str
+    location_id: str | None
+    event: str
+    fields: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    logs: int
+    payloads: int
+
+
+def append_log(
+    conn: Connection,
+    run_id: int,
+    *,
+    now: datetime,
+    level: str,
+    event: str,
+    location_id: str | None = None,
+    fields: Mapping[str, Any] | None = None,
+    max_lines: int,
+) -> bool:
+    """Keep one log line, at most ``max_lines`` per run; returns False when it was dropped.
+
+    The first line over the limit is replaced by one marker line saying lines were dropped, so a
+    reader knows the log is incomplete (stdout still has every line).
+    """
+    count = conn.execute(
+        select(func.count()).select_from(run_logs).where(run_logs.c.run_id == run_id)
+    ).scalar_one()
+    if count > max_lines:
+        return False
+    if count == max_lines:
+        level, location_id, fields = "warning", None, None
+        event = f"log limit of {max_lines} lines reached: later lines of this run are dropped"
+    conn.execute(
+        insert(run_logs).values(
+            run_id=run_id,
+            at=now,
+            level=level,
+            location_id=location_id,
+            event=event,
+            fields=_jsonable(fields),
+        )
+    )
+    return count < max_lines
+
+
+def _jsonable(fields: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Log fields as JSON values (datetimes, decimals, enums become their text)."""
+    return None if not fields else dict(json.loads(json.dumps(dict(fields), default=str)))
+
+
+def read_logs(
+    conn: Connection, run_id: int, *, after_id: int = 0, limit: int = 1000
+) -> list[LogRow]:
+    """Lines in order; poll with ``after_id`` = the last id seen to follow a live run."""
+    query = (
+        select(run_logs)
+        .where(run_logs.c.run_id == run_id, run_logs.c.id > after_id)
+        .order_by(run_logs.c.id)
+        .limit(limit)
+    )
+    return [LogRow(**row) for row in conn.execute(query).mappings()]
+
+
+def save_raw_payload(
+    conn: Connection,
+    *,
+    run_id: int,
+    location_id: str,
+    call: str,
+    category: str,
+    body: bytes | None,
+    now: datetime,
+    max_bytes: int,
+) -> int:
+    """Keep a failed call's body for inspection (SPEC §4.4), cut to ``max_bytes``; returns an id."""
+    size = len(body or b"")
+    stored = None if body is None else body[:max_bytes]
+    return int(
+        conn.execute(
+            insert(raw_payloads)
+            .values(
+                run_id=run_id,
+                location_id=location_id,
+                call=call,
+                category=str(category),
+                captured_at=now,
+                size=size,
+                truncated=size > max_bytes,
+                body=stored,
+            )
+            .returning(raw_payloads.c.id)
+        ).scalar_one()
+    )
+
+
+def purge_raw_payloads(conn: Connection, *, older_than: datetime) -> int:
+    """Payload retention: delete payloads captured before ``older_than``."""
+    return conn.execute(
+        delete(raw_payloads).where(raw_payloads.c.captured_at < older_than)
+    ).rowcount
+
+
+def purge_runs(conn: Connection, *, older_than: datetime) -> PurgeResult:
+    """Run retention: delete logs and payloads of runs finished before ``older_than``.
+
+    The run and item rows stay: they are the small audit trail of what ran and what it loaded.
+    """
+    old = select(runs.c.id).where(runs.c.finished_at < older_than, runs.c.status.not_in(UNFINISHED))
+    logs = conn.execute(delete(run_logs).where(run_logs.c.run_id.in_(old))).rowcount
+    payloads = conn.execute(delete(raw_payloads).where(raw_payloads.c.run_id.in_(old))).rowcount
+    return PurgeResult(logs=logs, payloads=payloads)

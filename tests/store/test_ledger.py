@@ -54,11 +54,17 @@ def run(engine: Engine, run_id: int) -> ledger.RunRow:
 
 def test_a_new_run_is_queued_and_keeps_every_field_of_the_request(engine: Engine) -> None:
     request = RunRequest(
-        job=Job.SALES, trigger=Trigger.BACKFILL, locations=("tienda_01", "tienda_08"),
-        date_from=date(2026, 1, 1), date_to=date(2026, 1, 3), requested_by="ops-token",
-        idempotency_key="abc", schedule_name="sales", scheduled_for=T0,
+        job=Job.SALES,
+        trigger=Trigger.BACKFILL,
+        locations=("tienda_01", "tienda_08"),
+        date_from=date(2026, 1, 1),
+        date_to=date(2026, 1, 3),
+        requested_by="ops-token",
+        idempotency_key="abc",
+        schedule_name="sales",
+        scheduled_for=T0,
         params={"allow_mass_deletion": True},
-    )  # fmt: skip
+    )
     result = submit(engine, request)
     assert result == SubmitResult(run_id=result.run_id, created=True, status=RunStatus.QUEUED)
     stored = run(engine, result.run_id)
@@ -177,9 +183,13 @@ def test_a_final_status_is_never_overwritten(engine: Engine) -> None:
     later = T0 + timedelta(minutes=5)
     with engine.begin() as conn:
         assert ledger.finish_run(
-            conn, run_id, RunStatus.FAILED, now=T0, error_category=ErrorCategory.NETWORK,
+            conn,
+            run_id,
+            RunStatus.FAILED,
+            now=T0,
+            error_category=ErrorCategory.NETWORK,
             error_message="KLK unreachable",
-        )  # fmt: skip
+        )
         assert not ledger.finish_run(conn, run_id, RunStatus.SUCCEEDED, now=later)
     finished = run(engine, run_id)
     assert (finished.status, finished.finished_at) == (RunStatus.FAILED, T0)
@@ -231,15 +241,25 @@ def test_items_go_from_pending_to_a_final_status_with_counters(engine: Engine) -
         assert ledger.start_item(conn, run_id, "tienda_01", now=T0)
         assert not ledger.start_item(conn, run_id, "tienda_01", now=T0)
         assert ledger.finish_item(
-            conn, run_id, "tienda_01", ItemStatus.SUCCEEDED, now=T0 + timedelta(seconds=3),
-            counters=counters, windows=windows,
+            conn,
+            run_id,
+            "tienda_01",
+            ItemStatus.SUCCEEDED,
+            now=T0 + timedelta(seconds=3),
+            counters=counters,
+            windows=windows,
             timings={"extract_ms": 1200, "transform_ms": 30, "load_ms": 80},
-        )  # fmt: skip
+        )
         assert ledger.finish_item(
-            conn, run_id, "tienda_02", ItemStatus.FAILED, now=T0,
-            error_category=ErrorCategory.TIMEOUT, error_phase=ErrorPhase.EXTRACT,
+            conn,
+            run_id,
+            "tienda_02",
+            ItemStatus.FAILED,
+            now=T0,
+            error_category=ErrorCategory.TIMEOUT,
+            error_phase=ErrorPhase.EXTRACT,
             error_message="read timeout",
-        )  # fmt: skip
+        )
         items = ledger.get_items(conn, run_id)
     done, failed = items
     assert (done.location_id, done.status, done.counters) == ("tienda_01", "succeeded", counters)
@@ -308,11 +328,17 @@ def test_log_lines_are_bounded_and_the_cut_is_marked_once(engine: Engine) -> Non
     with engine.begin() as conn:
         kept = [
             ledger.append_log(
-                conn, run_id, now=T0, level="info", event=f"line {n}", location_id="tienda_01",
-                fields={"n": n, "at": T0}, max_lines=3,
+                conn,
+                run_id,
+                now=T0,
+                level="info",
+                event=f"line {n}",
+                location_id="tienda_01",
+                fields={"n": n, "at": T0},
+                max_lines=3,
             )
             for n in range(6)
-        ]  # fmt: skip
+        ]
         lines = ledger.read_logs(conn, run_id)
     assert kept == [True, True, True, False, False, False]
     assert [line.event for line in lines[:3]] == ["line 0", "line 1", "line 2"]
@@ -338,13 +364,25 @@ def test_a_raw_payload_is_kept_and_cut_to_the_size_limit(engine: Engine) -> None
     run_id = running_run(engine)
     with engine.begin() as conn:
         big = ledger.save_raw_payload(
-            conn, run_id=run_id, location_id="tienda_01", call="POST /ventas",
-            category=ErrorCategory.BAD_PAYLOAD, body=b"x" * 2000, now=T0, max_bytes=1024,
-        )  # fmt: skip
+            conn,
+            run_id=run_id,
+            location_id="tienda_01",
+            call="POST /ventas",
+            category=ErrorCategory.BAD_PAYLOAD,
+            body=b"x" * 2000,
+            now=T0,
+            max_bytes=1024,
+        )
         small = ledger.save_raw_payload(
-            conn, run_id=run_id, location_id="tienda_01", call="POST /ventas",
-            category=ErrorCategory.ERROR_BODY, body=b'{"error": "x"}', now=T0, max_bytes=1024,
-        )  # fmt: skip
+            conn,
+            run_id=run_id,
+            location_id="tienda_01",
+            call="POST /ventas",
+            category=ErrorCategory.ERROR_BODY,
+            body=b'{"error": "x"}',
+            now=T0,
+            max_bytes=1024,
+        )
         rows = {r.id: r for r in conn.execute(select(raw_payloads))}
     assert (rows[big].size, rows[big].truncated, len(rows[big].body)) == (2000, True, 1024)
     assert (rows[small].truncated, rows[small].body) == (False, b'{"error": "x"}')
@@ -357,9 +395,15 @@ def test_purge_drops_logs_and_payloads_of_old_finished_runs_only(engine: Engine)
         for run_id in (old, live):
             ledger.append_log(conn, run_id, now=T0, level="info", event="x", max_lines=10)
             ledger.save_raw_payload(
-                conn, run_id=run_id, location_id="t", call="c", category="network", body=b"",
-                now=T0, max_bytes=1024,
-            )  # fmt: skip
+                conn,
+                run_id=run_id,
+                location_id="t",
+                call="c",
+                category="network",
+                body=b"",
+                now=T0,
+                max_bytes=1024,
+            )
         ledger.finish_run(conn, old, RunStatus.SUCCEEDED, now=T0)
         purged = ledger.purge_runs(conn, older_than=T0 + timedelta(days=1))
         assert purged == ledger.PurgeResult(logs=1, payloads=1)

@@ -1,0 +1,35 @@
+"""How a queued run gets executed. A run is queued in the database first, then launched, so a crash
+in between is recovered by the next start (``relaunch_stale_queued``).
+
+Contract of a launcher:
+- ``launch(run_id)`` returns quickly once execution has been handed off (a thread, a child process,
+  an ECS task). It raises ``LaunchError`` when hand-off failed; the caller then fails the run with
+  category ``launch`` and the reason.
+- ``poll()`` is called periodically by the service: it notices executions that ended without
+  finishing their run (a dead child, a stopped ECS task) and marks those runs ``abandoned`` with
+  the reason.
+- ``alive()`` tells readiness whether the launcher can take work; ``close(grace)`` stops taking
+  work and waits up to ``grace`` seconds for running executions.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fluxion_etl.errors import FluxionError
+
+
+class LaunchError(FluxionError):
+    """Handing a run off failed (capacity, permissions, process spawn)."""
+
+
+class Launcher(Protocol):
+    name: str
+
+    def launch(self, run_id: int) -> None: ...
+
+    def poll(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def close(self, grace: float) -> None: ...

@@ -1,0 +1,76 @@
+"""``subprocess``: each run executes in a child ``fluxion-etl worker --run-id ID`` process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import structlog
+from sqlalchemy import Engine
+
+from fluxion_etl.domain.clock import Clock
+from fluxion_etl.domain.states import RunStatus
+from fluxion_etl.launchers import LaunchError
+from fluxion_etl.store import leases, ledger
+
+log = structlog.get_logger("fluxion.launcher")
+
+
+class SubprocessLauncher:
+    name = "subprocess"
+
+    def __init__(self, engine: Engine, clock: Clock, *, env: dict[str, str] | None = None) -> None:
+        self._engine, self._clock = engine, clock
+        self._env = {**os.environ, **(env or {})}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def launch(self, run_id: int) -> None:
+        if self._closed:
+            raise LaunchError("the service is shutting down and takes no new runs")
+        command = [sys.executable, "-m", "fluxion_etl", "worker", "--run-id", str(run_id)]
+        try:
+            child = subprocess.Popen(command, env=self._env, stdin=subprocess.DEVNULL)  # noqa: S603
+        except OSError as exc:
+            raise LaunchError(f"could not start a worker process: {exc}") from exc
+        with self._lock:
+            self._children[run_id] = child
+        with self._engine.begin() as conn:
+            ledger.set_external_ref(conn, run_id, f"pid:{child.pid}")
+
+    def poll(self) -> None:
+        """A worker that exited without finishing its run leaves it abandoned, with its exit code."""
+        with self._lock:
+            exited = {rid: c for rid, c in self._children.items() if c.poll() is not None}
+            for rid in exited:
+                del self._children[rid]
+        for run_id, child in exited.items():
+            self._settle(run_id, child.returncode)
+
+    def _settle(self, run_id: int, code: int) -> None:
+        with self._engine.begin() as conn:
+            run = ledger.get_run(conn, run_id)
+            if run is None or RunStatus(run.status).is_final:
+                return
+            message = f"worker process exited with code {code} before finishing the run"
+            ledger.finish_run(conn, run_id, RunStatus.ABANDONED, now=self._clock.now(), error_message=message)
+            leases.release_all(conn, run_id)
+        log.warning("worker died", run_id=run_id, exit_code=code)
+
+    def alive(self) -> bool:
+        return not self._closed
+
+    def close(self, grace: float) -> None:
+        """Workers are independent processes: let them finish within the grace period."""
+        self._closed = True
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(c.poll() is not None for c in self._children.values()):
+                    break
+            time.sleep(0.2)
+        self.poll()

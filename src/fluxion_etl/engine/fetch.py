@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase
 from fluxion_etl.engine.location import LocationContext
 from fluxion_etl.engine.outcome import LocationFailure, LocationResult
 from fluxion_etl.errors import KlkError
+from fluxion_etl.klk.client import Fetched
 
 T = TypeVar("T")
-
-
-class _Fetched(Protocol[T]):  # type: ignore[misc]
-    value: T
-    seconds: float
-    decode_seconds: float
 
 
 _DECODE_CATEGORIES = {ErrorCategory.BAD_PAYLOAD}
 
 
-def fetch(ctx: LocationContext, call: str, do: Callable[[], _Fetched[T]], result: LocationResult) -> T:
+def fetch(ctx: LocationContext, call: str, do: Callable[[], Fetched[T]], result: LocationResult) -> T:
     """Run ``do`` (a KlkClient call); extract and decode time go to their phases."""
     started = time.perf_counter()
     try:
@@ -33,9 +28,8 @@ def fetch(ctx: LocationContext, call: str, do: Callable[[], _Fetched[T]], result
         result.timings.extract_ms += elapsed
         phase = ErrorPhase.TRANSFORM if exc.category in _DECODE_CATEGORIES else ErrorPhase.EXTRACT
         raise LocationFailure(exc.category, phase, str(exc), raw=exc.raw, call=call) from exc
-    decode_ms = int(fetched.decode_seconds * 1000)
-    result.timings.extract_ms += int(fetched.seconds * 1000) - decode_ms
-    result.timings.transform_ms += decode_ms
+    result.timings.extract_ms += int(fetched.extract_seconds * 1000)
+    result.timings.transform_ms += int(fetched.decode_seconds * 1000)
     return fetched.value
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fluxion_etl.errors import ConfigError
 
@@ -47,6 +47,22 @@ class Settings(BaseSettings):
     launcher: Literal["inline", "subprocess", "ecs"] = "inline"
     scheduler: Literal["embedded", "external"] = "embedded"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    # FLUXION_LAUNCHER=ecs: each run is an ECS task ``fluxion-etl worker --run-id ID`` (launchers.ecs).
+    ecs_cluster: str | None = None
+    ecs_task_definition: str | None = None  # family (latest ACTIVE revision), family:rev or ARN
+    ecs_subnets: Annotated[tuple[str, ...], NoDecode] = ()  # comma-separated ids
+    ecs_security_groups: Annotated[tuple[str, ...], NoDecode] = ()
+    ecs_container_name: str = "worker"
+    ecs_assign_public_ip: bool = False
+    ecs_region: str | None = None  # None: the AWS default chain (ECS sets AWS_REGION)
+
+    @field_validator("ecs_subnets", "ecs_security_groups", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("klk_base_url")
     @classmethod

@@ -295,3 +295,17 @@ def test_close_leaves_a_passed_in_http_client_open() -> None:
         client.catalogue("APP-TPF")
     assert not http.is_closed
     http.close()
+
+
+def test_undecompressable_body_is_a_bad_payload_not_retried() -> None:
+    requests: list[httpx.Request] = []
+
+    def gzip_garbage(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, content=b"not gzip", headers={"Content-Encoding": "gzip"})
+
+    client = KlkClient("http://klk.test", transport=httpx.MockTransport(gzip_garbage))
+
+    with pytest.raises(KlkBadPayloadError):
+        client.catalogue("APP-TPF")
+    assert len(requests) == 1

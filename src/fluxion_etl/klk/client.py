@@ -289,9 +289,26 @@ class KlkClient:
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     def _attempt(self, request: _Request, attempt: int) -> _Response:
+        """One HTTP exchange; raises ``_Transient`` for what a retry may fix, KlkError otherwise."""
         started = _time.perf_counter()
         try:
-            response = self._http.request(
+            response = self._exchange(request)
+        except httpx.HTTPError as exc:
+            error = _transport_error(request.call, exc, self.base_url)
+            seconds = _time.perf_counter() - started
+            self._emit(RequestEvent(request.call, attempt, seconds, error.category))
+            raise (_Transient(error) if _is_transient(exc) else error) from exc
+        seconds = _time.perf_counter() - started
+        result = _Response(response.content, attempt, response.status_code, seconds)
+        if response.status_code != httpx.codes.OK:
+            self._report(request.call, result, ErrorCategory.HTTP_STATUS)
+            error = KlkHttpStatusError(request.call, response.status_code, raw=response.content)
+            raise _Transient(error) if response.status_code in TRANSIENT_STATUSES else error
+        return result
+
+    def _exchange(self, request: _Request) -> httpx.Response:
+        try:
+            return self._http.request(
                 request.method,
                 self.base_url + request.path,
                 params=request.params,
@@ -301,23 +318,6 @@ class KlkClient:
             )
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ConfigError("KlkClient", "base_url", self.base_url, str(exc)) from exc
-        except httpx.HTTPError as exc:
-            seconds = _time.perf_counter() - started
-            error = _transport_error(request.call, exc, self.base_url)
-            self._emit(RequestEvent(request.call, attempt, seconds, error.category))
-            if _is_transient(exc):
-                raise _Transient(error) from exc
-            raise error from exc
-        result = _Response(
-            response.content, attempt, response.status_code, _time.perf_counter() - started
-        )
-        if response.status_code != httpx.codes.OK:
-            self._report(request.call, result, ErrorCategory.HTTP_STATUS)
-            error = KlkHttpStatusError(request.call, response.status_code, raw=response.content)
-            if response.status_code in TRANSIENT_STATUSES:
-                raise _Transient(error)
-            raise error
-        return result
 
     def _timeout(self, read: float) -> httpx.Timeout:
         """Connect short; read (and waiting for a pooled connection) per call type."""
@@ -391,4 +391,6 @@ def _transport_error(call: str, exc: httpx.HTTPError, base_url: str) -> KlkError
     """Map httpx's exception tree onto ours (see errors.py)."""
     if isinstance(exc, httpx.TimeoutException):
         return KlkTimeoutError(call, f"{type(exc).__name__} talking to {base_url}")
+    if isinstance(exc, httpx.DecodingError):
+        return KlkBadPayloadError(call, f"response body could not be decompressed: {exc}")
     return KlkNetworkError(call, f"{type(exc).__name__} talking to {base_url}: {exc}")

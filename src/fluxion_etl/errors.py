@@ -3,6 +3,10 @@
     FluxionError                      base; ``str(err)`` is the message an operator reads
     ├── ConfigError                   configuration file or environment is wrong (exit 2)
     ├── BadInputError                 a CLI flag or API body is wrong (exit 2 / HTTP 422)
+    │   ├── CronError                 a cron expression or time zone is invalid
+    │   ├── InexpressibleError        a schedule cannot be exported (EventBridge, crontab)
+    │   ├── UnknownScheduleError      no schedule of that name (HTTP 404)
+    │   └── ScheduleChangeRefusedError  a change the scheduler mode forbids (HTTP 409)
     ├── KlkError                      one KLK call failed; carries ``category`` (SPEC §4)
     │   ├── KlkNetworkError           network: connection refused, DNS, reset
     │   ├── KlkTimeoutError           timeout: connect or read timeout
@@ -108,3 +112,33 @@ class SchemaNotReadyError(FluxionError):
 
 class DeadlineExceededError(FluxionError):
     category = ErrorCategory.DEADLINE
+
+
+class CronError(BadInputError):
+    """A cron expression or time zone that fluxion-etl cannot schedule; says what to write."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        self.expression, self.reason = expression, reason
+        super().__init__("cron", f"{expression!r}: {reason}")
+
+
+class InexpressibleError(BadInputError):
+    """A schedule the export target cannot express; ``reason`` says why and what to change."""
+
+    def __init__(self, schedule_name: str, target: str, reason: str) -> None:
+        self.schedule_name, self.target, self.reason = schedule_name, target, reason
+        super().__init__("schedule", f"{schedule_name}: cannot be expressed for {target}: {reason}")
+
+
+class UnknownScheduleError(BadInputError):
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        self.name = name
+        super().__init__("schedule", f"no schedule {name!r}; known: {', '.join(known) or 'none'}")
+
+
+class ScheduleChangeRefusedError(BadInputError):
+    """A run-time change the scheduler mode cannot apply (e.g. cron under EventBridge)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__("schedule", f"{name}: {message}")

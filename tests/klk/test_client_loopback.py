@@ -61,6 +61,19 @@ def test_catalogue_by_branch_posts_codigosucursal(loopback_klk: LoopbackKlk) -> 
     assert fetched.value.warehouse_code == "PSUC001"
 
 
+def test_branch_catalogue_over_several_warehouses_is_labelled_with_the_branch(
+    loopback_klk: LoopbackKlk,
+) -> None:
+    loopback_klk.answers["/maestra/articulos/reposicion"] = Answer(
+        body=catalogue_body([article("1")], warehouses='["APP-TPF", "PPF"]')
+    )
+
+    with _client(loopback_klk.base_url) as client:
+        fetched = client.catalogue_by_branch("SUC001")
+
+    assert fetched.value.warehouse_code == "SUC001"
+
+
 def test_sales_posts_one_day_with_warehouse_and_hours(loopback_klk: LoopbackKlk) -> None:
     body = (SAMPLES / "ventas_SUC001.json").read_bytes()
     loopback_klk.answers["/ventas"] = Answer(body=body)

@@ -224,8 +224,10 @@ class KlkClient:
     def catalogue_by_branch(self, branch_code: str) -> Fetched[Catalogue]:
         """``POST /maestra/articulos/reposicion``: the branch's replenishment catalogue.
 
-        The response must name exactly one warehouse in ``meta.almacences_filtrados``; a catalogue
-        merged from several warehouses cannot be stored against any one of them.
+        KLK answers for every replenishment warehouse of the branch at once (stock summed). The
+        result is labelled with the warehouse when ``meta.almacences_filtrados`` names exactly
+        one, else with the branch code: it is a branch-wide view, not one warehouse's stock, so
+        inventory sync uses ``catalogue(warehouse_code)``.
         """
         call = "articulos/reposicion"
         request = _Request(
@@ -235,7 +237,7 @@ class KlkClient:
             self.timeouts.catalogue_read,
             body={"CodigoSucursal": branch_code},
         )
-        return self._fetch(request, lambda body: _branch_catalogue(body, call))
+        return self._fetch(request, lambda body: _branch_catalogue(body, branch_code, call))
 
     def sales(
         self,
@@ -372,15 +374,10 @@ def _sales_body(
     return body
 
 
-def _branch_catalogue(body: bytes, call: str) -> Catalogue:
+def _branch_catalogue(body: bytes, branch_code: str, call: str) -> Catalogue:
     codes = decode.catalogue_warehouses(body, call=call)
-    if len(codes) != 1:
-        raise KlkBadPayloadError(
-            call,
-            f"meta.almacences_filtrados names {len(codes)} warehouses {list(codes)}, expected one",
-            raw=body,
-        )
-    return decode.decode_catalogue(body, warehouse_code=codes[0], call=call)
+    label = codes[0] if len(codes) == 1 else branch_code
+    return decode.decode_catalogue(body, warehouse_code=label, call=call)
 
 
 def _is_transient(exc: httpx.HTTPError) -> bool:

@@ -1,0 +1,121 @@
+"""The HTTP API: ``create_app(settings, services=...)`` builds it; nothing exists at import time.
+
+Every error is answered as JSON ``{"success": false, "message": ...}``: 401/403 for tokens, 404,
+413 for a body over the limit, 422 naming the field and the rule, 503 when the database cannot be
+reached, 500 without a stack trace (the trace goes to the service log). Answers never echo tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+
+from fluxion_etl import __version__
+from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.api.limits import BodySizeLimit
+from fluxion_etl.api.routes import health, locations, runs, sync
+from fluxion_etl.errors import BadInputError, SchemaNotReadyError
+from fluxion_etl.settings import Settings
+
+log = structlog.get_logger("fluxion.api")
+
+MAX_BODY_BYTES = 64 * 1024
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+
+DESCRIPTION = """Keeps inventory and sales of every store fresh from KLK.
+
+Every route except `/healthz` and `/readyz` needs `Authorization: Bearer <token>`; create tokens
+with `fluxion-etl token create --scope read|trigger|admin --name NAME`. Scopes: `read` reads,
+`trigger` also starts runs, `admin` also cancels them.
+"""
+
+
+def create_app(settings: Settings, *, services: ServiceContext) -> FastAPI:
+    """The API over ``services``; the caller opens and closes what ``services`` holds."""
+    app = FastAPI(
+        title="fluxion-etl",
+        version=__version__,
+        description=DESCRIPTION,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.state.services = services
+    app.state.settings = settings
+    for module in (health, sync, runs, locations):
+        app.include_router(module.router)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(BadInputError, _bad_input)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(SchemaNotReadyError, _schema_not_ready)
+    for exc_type in UNAVAILABLE:
+        app.add_exception_handler(exc_type, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"success": False, "message": message, **extra}, status_code=status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_field_error(err) for err in exc.errors()]
+    message = "; ".join(f"{e['field']}: {e['rule']}" for e in errors)
+    detail = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+    return _answer(422, message, errors=errors, detail=detail)
+
+
+def _field_error(err: Any) -> dict[str, str]:
+    """FastAPI's error as (field, rule): ``body.fecha_fin`` → ``fecha_fin``, friendlier rules."""
+    loc = [str(part) for part in err.get("loc", ())]
+    if len(loc) > 1 and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    rule = str(err.get("msg", "invalid"))
+    if err.get("type") == "extra_forbidden":
+        rule = "unknown field: remove it or check its spelling"
+    elif err.get("type") == "missing":
+        rule = "required"
+    return {"field": ".".join(loc) or "body", "rule": rule.removeprefix("Value error, ")}
+
+
+async def _bad_input(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BadInputError)
+    rule = str(exc).removeprefix(f"{exc.field}: ")
+    errors = [{"field": exc.field, "rule": rule}]
+    return _answer(422, str(exc), errors=errors, detail=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    answer = _answer(exc.status_code, str(exc.detail), detail=exc.detail)
+    answer.headers.update(exc.headers or {})
+    return answer
+
+
+async def _schema_not_ready(request: Request, exc: Exception) -> JSONResponse:
+    return _answer(503, str(exc))
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable", path=request.url.path, error=type(exc).__name__)
+    return _answer(
+        503,
+        "the database is not reachable; the call did nothing. Retry later, and see "
+        "/readyz and the service log.",
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", path=request.url.path, exc_info=exc)
+    return _answer(500, "internal error: the call may not have completed; see the service log")

@@ -1,0 +1,246 @@
+"""The existing trigger contract (SPEC §6): ``POST /api/etl/sync`` and ``/api/etl/sync/ventas``.
+
+Callers in the field read ``success``, ``message``, ``status`` (``"running"`` when accepted) and the
+echoed ``ubicacion_id`` (and dates), treat any 2xx as accepted and 409 as "already running". New:
+``run_id``, 202 for a new run, 200 for a repeated ``Idempotency-Key``, and the bearer token. A
+scheduler fire sends ``X-Fluxion-Schedule`` and ``X-Fluxion-Scheduled-Time``; the fire itself is the
+idempotency key, and ``answer_fire`` decides fires that are not to be started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Response
+from fastapi import status as http
+
+from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.api.deps import Services, Triggerer
+from fluxion_etl.api.schemas import (
+    ErrorAnswer,
+    SalesSyncAnswer,
+    SalesSyncBody,
+    SyncAnswer,
+    SyncBody,
+)
+from fluxion_etl.api.trigger import (
+    ScheduledFire,
+    TriggerOutcome,
+    api_key,
+    chain_today,
+    start_run,
+)
+from fluxion_etl.domain.requests import RunRequest
+from fluxion_etl.domain.states import FireOutcome, Job, Trigger
+from fluxion_etl.errors import BadInputError
+
+router = APIRouter(prefix="/api/etl", tags=["trigger"])
+
+SCHEDULE_HEADER = "X-Fluxion-Schedule"
+SCHEDULED_TIME_HEADER = "X-Fluxion-Scheduled-Time"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=180,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a call with the same key to get the same run (200), not a new one.",
+    ),
+]
+ScheduleName = Annotated[
+    str | None,
+    Header(
+        alias=SCHEDULE_HEADER,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9_\-]*$",
+        description="Sent by the scheduler (EventBridge via Lambda): the schedule's name.",
+    ),
+]
+ScheduledTime = Annotated[
+    str | None,
+    Header(
+        alias=SCHEDULED_TIME_HEADER,
+        max_length=64,
+        description="Sent by the scheduler: the fire's scheduled time, ISO 8601 with offset.",
+    ),
+]
+
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A repeated Idempotency-Key (same run), or a fire not started."},
+    401: {"model": ErrorAnswer, "description": "No valid bearer token."},
+    403: {"model": ErrorAnswer, "description": "The token's scope is not `trigger` or `admin`."},
+    409: {"description": "Every requested location is held by a running run (its `run_id`)."},
+    413: {"model": ErrorAnswer, "description": "The body is too large."},
+    422: {"model": ErrorAnswer, "description": "A field is wrong; `message` names it and why."},
+    503: {"model": ErrorAnswer, "description": "Database unreachable, or the run did not launch."},
+}
+
+
+@router.post(
+    "/sync",
+    status_code=202,
+    response_model=SyncAnswer,
+    responses=ANSWERS,
+    summary="Sync inventory now (one location, or every location with ubicacion_id null)",
+)
+def sync_inventory(
+    *,
+    response: Response,
+    services: Services,
+    caller: Triggerer,
+    body: Annotated[SyncBody | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+    schedule: ScheduleName = None,
+    scheduled_time: ScheduledTime = None,
+) -> SyncAnswer:
+    body = body or SyncBody()
+    request = _request(Job.INVENTORY, body.ubicacion_id, caller.name, idempotency_key)
+    outcome = _trigger(services, request, _fire(schedule, scheduled_time))
+    response.status_code = outcome.http_status
+    return SyncAnswer(**_fields(outcome), ubicacion_id=body.ubicacion_id)
+
+
+@router.post(
+    "/sync/ventas",
+    status_code=202,
+    response_model=SalesSyncAnswer,
+    responses=ANSWERS,
+    summary="Sync sales now: since each watermark, or whole local days fecha_inicio..fecha_fin",
+)
+def sync_sales(
+    *,
+    response: Response,
+    services: Services,
+    caller: Triggerer,
+    body: Annotated[SalesSyncBody | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+    schedule: ScheduleName = None,
+    scheduled_time: ScheduledTime = None,
+) -> SalesSyncAnswer:
+    body = body or SalesSyncBody()
+    if body.fecha_fin is not None and body.fecha_inicio is None:
+        raise BadInputError("fecha_inicio", "required when fecha_fin is given (YYYY-MM-DD)")
+    date_to = body.fecha_fin
+    if body.fecha_inicio is not None and date_to is None:
+        date_to = chain_today(services, body.ubicacion_id)
+    request = _request(
+        Job.SALES,
+        body.ubicacion_id,
+        caller.name,
+        idempotency_key,
+        date_from=body.fecha_inicio,
+        date_to=date_to,
+    )
+    outcome = _trigger(services, request, _fire(schedule, scheduled_time))
+    response.status_code = outcome.http_status
+    return SalesSyncAnswer(
+        **_fields(outcome),
+        ubicacion_id=body.ubicacion_id,
+        fecha_inicio=body.fecha_inicio,
+        fecha_fin=date_to,
+    )
+
+
+def _request(
+    job: Job, location_id: str | None, requested_by: str, key: str | None, **dates: Any
+) -> RunRequest:
+    return RunRequest(
+        job=job,
+        trigger=Trigger.API,
+        locations=None if location_id is None else (location_id,),
+        requested_by=requested_by,
+        idempotency_key=None if key is None else api_key(key),
+        **dates,
+    )
+
+
+def _fire(schedule: str | None, scheduled_time: str | None) -> ScheduledFire | None:
+    """Both scheduler headers, or neither."""
+    if schedule is None and scheduled_time is None:
+        return None
+    if schedule is None or scheduled_time is None:
+        missing = SCHEDULE_HEADER if schedule is None else SCHEDULED_TIME_HEADER
+        raise BadInputError(
+            missing, "a scheduler fire sends both X-Fluxion-Schedule and X-Fluxion-Scheduled-Time"
+        )
+    try:
+        when = datetime.fromisoformat(scheduled_time.strip())
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise BadInputError(
+            SCHEDULED_TIME_HEADER, "must be ISO 8601 with an offset, e.g. 2026-01-05T14:00:00Z"
+        )
+    return ScheduledFire(schedule_name=schedule, scheduled_for=when.astimezone(UTC))
+
+
+def _trigger(
+    services: ServiceContext, request: RunRequest, fire: ScheduledFire | None
+) -> TriggerOutcome:
+    if fire is None:
+        return start_run(services, request)
+    fired = RunRequest(
+        job=request.job,
+        trigger=Trigger.SCHEDULE,
+        locations=request.locations,
+        date_from=request.date_from,
+        date_to=request.date_to,
+        requested_by=request.requested_by,
+        idempotency_key=fire.key,
+        schedule_name=fire.schedule_name,
+        scheduled_for=fire.scheduled_for,
+    )
+    return answer_fire(services, fire, fired, lambda: start_run(services, fired, fire=fire))
+
+
+def answer_fire(
+    services: ServiceContext,
+    fire: ScheduledFire,
+    request: RunRequest,
+    start: Callable[[], TriggerOutcome],
+) -> TriggerOutcome:
+    """Answer one scheduler fire delivered through the API (SPEC §4.2, §4.11, §6).
+
+    The whole fire policy goes here, in one place: decide the fire (disabled schedule, outside its
+    active hours, older than its maximum event age), call ``start()`` only for a fire to be started,
+    and record the fire's outcome. A fire not started is answered 200 with ``status`` and
+    ``fire_outcome`` naming the outcome, so a correct trigger is never retried or dead-lettered.
+
+    Wired today: the fire is the idempotency key, so a repeated delivery answers ``duplicate``
+    with the existing run (``start_run`` does that); every other fire is started.
+    NOT wired yet: ``skipped_disabled``, ``skipped_inactive_hours`` and ``missed`` (they need
+    ``fluxion_etl.domain.schedules.decide_fire``), and recording fires in the ``fires`` table
+    (``fluxion_etl.store.schedules.record_fire``).
+    """
+    del services, fire, request  # used once the schedule functions are wired in
+    return start()
+
+
+def fire_not_started(
+    outcome: FireOutcome, detail: str, run_id: int | None = None
+) -> TriggerOutcome:
+    """The answer to a fire ``answer_fire`` decides not to start: 200, so it is not retried."""
+    return TriggerOutcome(
+        http_status=http.HTTP_200_OK,
+        success=True,
+        status=outcome.value,
+        message=detail,
+        run_id=run_id,
+        fire_outcome=outcome,
+    )
+
+
+def _fields(outcome: TriggerOutcome) -> dict[str, Any]:
+    return {
+        "success": outcome.success,
+        "message": outcome.message,
+        "status": outcome.status,
+        "run_id": outcome.run_id,
+        "run_status": outcome.run_status,
+        "fire_outcome": outcome.fire_outcome,
+    }

@@ -1,0 +1,234 @@
+"""From a trigger call to a queued and launched run (SPEC §4.1 to §4.3, §6).
+
+start_run:
+  1. validate the request (unknown location, dates) before anything is written
+  2. a repeated idempotency key (or fire) returns the existing run: 200, or ``duplicate`` for a fire
+  3. an API call that finds every requested location leased by a live run is refused: 409
+  4. queue the run (the key's unique column makes concurrent repeats yield one run)
+  5. launch it; a failed hand-off fails the run with category ``launch``: 503
+
+Scheduler fires skip step 3: a fire is answered so that it is never retried (SPEC §6), and the run
+it starts records each busy location as ``skipped_busy``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import structlog
+from fastapi import status as http
+from sqlalchemy import select
+
+from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.domain.requests import RunRequest
+from fluxion_etl.domain.states import ErrorCategory, FireOutcome, Job, RunStatus
+from fluxion_etl.domain.windows import local_date
+from fluxion_etl.engine.submit import submit, validate_request
+from fluxion_etl.errors import BadInputError
+from fluxion_etl.launchers import LaunchError
+from fluxion_etl.store import leases, ledger
+from fluxion_etl.store.ledger import RunRow
+from fluxion_etl.store.schema import runs
+
+log = structlog.get_logger("fluxion.api")
+
+# The engine names fields as the CLI does; the API answers with the contract's names.
+API_FIELDS = {"location": "ubicacion_id", "dates": "fecha_inicio"}
+API_KEY_PREFIX = "api:"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledFire:
+    """A scheduler's delivery: (schedule, scheduled UTC time) identifies it (SPEC §4.2)."""
+
+    schedule_name: str
+    scheduled_for: datetime
+
+    @property
+    def key(self) -> str:
+        return ledger.fire_key(self.schedule_name, self.scheduled_for)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerOutcome:
+    """What the trigger routes answer, before it is shaped into the contract's JSON."""
+
+    http_status: int
+    success: bool
+    status: str
+    message: str
+    run_id: int | None = None
+    run_status: RunStatus | None = None
+    fire_outcome: FireOutcome | None = None
+
+
+def api_key(header: str) -> str:
+    """Keys sent by callers live apart from fire keys, so no caller can pre-empt a fire."""
+    return API_KEY_PREFIX + header
+
+
+def chain_today(services: ServiceContext, location_id: str | None) -> date:
+    """Today in the location's zone (the chain's first location's for a chain-wide request)."""
+    config = services.config
+    known = location_id in config.location_ids
+    location = config.location(location_id) if known and location_id else config.locations[0]
+    return local_date(services.clock.now(), location.zone)
+
+
+def start_run(
+    services: ServiceContext, request: RunRequest, *, fire: ScheduledFire | None = None
+) -> TriggerOutcome:
+    _validate(services, request)
+    if request.idempotency_key is not None:
+        existing = _run_for_key(services, request.idempotency_key)
+        if existing is not None:
+            return _repeated(existing, request, fire)
+    if fire is None:
+        busy = busy_holder(services, request)
+        if busy is not None:
+            return busy
+    result = submit(
+        services.engine,
+        request,
+        config=services.config,
+        settings=services.settings,
+        clock=services.clock,
+        launcher=services.launcher.name,
+    )
+    if not result.created:
+        existing = _run_for_key(services, request.idempotency_key or "")
+        assert existing is not None
+        return _repeated(existing, request, fire)
+    return _launch(services, result.run_id, request, fire)
+
+
+def _validate(services: ServiceContext, request: RunRequest) -> None:
+    scope = request.locations[0] if request.locations else None
+    try:
+        validate_request(
+            request,
+            config=services.config,
+            settings=services.settings,
+            today=chain_today(services, scope),
+        )
+    except BadInputError as exc:
+        rule = str(exc).removeprefix(f"{exc.field}: ")
+        raise BadInputError(API_FIELDS.get(exc.field, exc.field), rule) from None
+
+
+def _run_for_key(services: ServiceContext, key: str) -> RunRow | None:
+    with services.read_engine.connect() as conn:
+        run_id = conn.execute(select(runs.c.id).where(runs.c.idempotency_key == key)).scalar()
+        return None if run_id is None else ledger.get_run(conn, int(run_id))
+
+
+def _repeated(run: RunRow, request: RunRequest, fire: ScheduledFire | None) -> TriggerOutcome:
+    """The answer for a key already used: the same run, if it was for the same request."""
+    asked = (request.job, request.locations, request.date_from, request.date_to)
+    same = (run.job, run.scope, run.date_from, run.date_to) == asked
+    if not same:
+        field = "X-Fluxion-Schedule" if fire else "Idempotency-Key"
+        raise BadInputError(
+            field,
+            f"already used for a different request (run {run.id}, job {run.job.value}); "
+            "use a new key for a new request",
+        )
+    if fire is not None:
+        when = fire.scheduled_for.isoformat()
+        return TriggerOutcome(
+            http_status=http.HTTP_200_OK,
+            success=True,
+            status=FireOutcome.DUPLICATE.value,
+            message=f"fire {fire.schedule_name} at {when} already started run {run.id}",
+            run_id=run.id,
+            run_status=run.status,
+            fire_outcome=FireOutcome.DUPLICATE,
+        )
+    return TriggerOutcome(
+        http_status=http.HTTP_200_OK,
+        success=True,
+        status=contract_status(run.status),
+        message=f"run {run.id} already exists for this Idempotency-Key ({run.status.value})",
+        run_id=run.id,
+        run_status=run.status,
+    )
+
+
+def contract_status(run_status: RunStatus) -> str:
+    """``running`` while queued or running (what existing callers read), else the final state."""
+    return "running" if not run_status.is_final else run_status.value
+
+
+def busy_holder(services: ServiceContext, request: RunRequest) -> TriggerOutcome | None:
+    """409 when a live lease of another run holds every requested location (nothing to do)."""
+    wanted = _locations(services, request)
+    if not wanted:
+        return None
+    now = services.clock.now()
+    holders: list[int] = []
+    with services.read_engine.connect() as conn:
+        for location_id in wanted:
+            lease = leases.holder(conn, request.job.value, location_id)
+            if lease is None or lease.expires_at <= now:
+                return None
+            holders.append(lease.run_id)
+    run_id = max(set(holders), key=holders.count)
+    where = wanted[0] if len(wanted) == 1 else f"all {len(wanted)} requested locations"
+    return TriggerOutcome(
+        http_status=http.HTTP_409_CONFLICT,
+        success=False,
+        status="busy",
+        message=f"already running: run {run_id} holds {where} for {request.job.value}; "
+        "nothing was started (retry after it finishes)",
+        run_id=run_id,
+    )
+
+
+def _locations(services: ServiceContext, request: RunRequest) -> list[str]:
+    if request.locations is not None:
+        return list(request.locations)
+    return [
+        loc.id
+        for loc in services.config.locations
+        if loc.active and (request.job is Job.INVENTORY or loc.has_sales)
+    ]
+
+
+def _launch(
+    services: ServiceContext, run_id: int, request: RunRequest, fire: ScheduledFire | None
+) -> TriggerOutcome:
+    started = FireOutcome.STARTED if fire else None
+    try:
+        services.launcher.launch(run_id)
+    except LaunchError as exc:
+        reason = f"could not be launched by the {services.launcher.name} launcher: {exc}"
+        with services.engine.begin() as conn:
+            ledger.finish_run(
+                conn,
+                run_id,
+                RunStatus.FAILED,
+                now=services.clock.now(),
+                error_category=ErrorCategory.LAUNCH.value,
+                error_message=reason[:2000],
+            )
+        log.error("launch failed", run_id=run_id, reason=str(exc))
+        return TriggerOutcome(
+            http_status=http.HTTP_503_SERVICE_UNAVAILABLE,
+            success=False,
+            status=RunStatus.FAILED.value,
+            message=f"run {run_id} {reason}",
+            run_id=run_id,
+            run_status=RunStatus.FAILED,
+            fire_outcome=started,
+        )
+    scope = ", ".join(request.locations) if request.locations else "every location"
+    return TriggerOutcome(
+        http_status=http.HTTP_202_ACCEPTED,
+        success=True,
+        status="running",
+        message=f"run {run_id} started: {request.job.value} for {scope}",
+        run_id=run_id,
+        run_status=RunStatus.QUEUED,
+        fire_outcome=started,
+    )

@@ -204,9 +204,21 @@ def test_malformed_base_url_is_a_config_error(base_url: str) -> None:
     assert "base_url" in str(caught.value)
 
 
-def test_zero_attempts_is_a_config_error() -> None:
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: RetryPolicy(attempts=0),
+        lambda: RetryPolicy(initial_wait=-1),
+        lambda: RetryPolicy(jitter=1.5),
+        lambda: KlkTimeouts(connect=0),
+        lambda: KlkTimeouts(sales_read=-5),
+    ],
+)
+def test_impossible_retry_or_timeout_settings_are_config_errors(
+    build: Callable[[], object],
+) -> None:
     with pytest.raises(ConfigError):
-        KlkClient("http://klk:7002", retry=RetryPolicy(attempts=0))
+        build()
 
 
 def test_from_settings_takes_timeouts_and_retries_from_the_environment() -> None:

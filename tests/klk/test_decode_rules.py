@@ -154,6 +154,12 @@ def test_optional_keys_may_be_absent() -> None:
     assert (line.promotion_code, line.imei, line.total_cost_usd) == (None, None, None)
 
 
+def test_nul_in_a_field_nobody_reads_is_harmless() -> None:
+    batch = _sales(sales_body([sale(fecha_hora_completa="2025-11-17T12:19:56\x00")]))
+
+    assert len(batch.lines) == 1
+
+
 def test_utf8_byte_order_mark_is_accepted() -> None:
     body = (SAMPLES / "articulos_almacen_APP-TPF.json").read_bytes()
 
@@ -194,6 +200,11 @@ def _bad_sale_cases() -> list[tuple[str, dict[str, Any], str]]:
         ("negative line", sale(linea=-1), "$.ventas[1].linea"),
         ("other warehouse", with_part(good, "cantidad", codigo_almacen="TAVBOL"), "codigo_almacen"),
         ("sku N/A", with_part(good, "producto", codigo_producto="N/A"), "codigo_producto"),
+        (
+            "NUL in text",
+            with_part(good, "producto", descripcion_producto="HARINA\x00"),
+            "$.ventas[1].producto[0].descripcion_producto",
+        ),
     ]
 
 
@@ -221,6 +232,7 @@ def test_one_undecodable_sales_row_fails_the_whole_payload(
         (article(stock=None), "$.articulos[1].stock"),
         (article(stock="Infinity"), "$.articulos[1].stock"),
         (article(Precio="abc"), "$.articulos[1].Precio"),
+        (article(NombreProducto="A\x00B"), "$.articulos[1].NombreProducto"),
         ({"Codigo": "9"}, "$.articulos[1]"),
         ([1, 2], "$.articulos[1]"),
     ],

@@ -52,6 +52,11 @@ class KlkTimeouts:
     catalogue_read: float = 30.0
     sales_read: float = 600.0
 
+    def __post_init__(self) -> None:
+        for name in ("connect", "catalogue_read", "sales_read"):
+            if not getattr(self, name) > 0:
+                raise ConfigError("KlkTimeouts", name, getattr(self, name), "must be > 0 seconds")
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -63,6 +68,14 @@ class RetryPolicy:
     initial_wait: float = 0.5
     max_wait: float = 10.0
     jitter: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError("RetryPolicy", "attempts", self.attempts, "must be >= 1")
+        if not (self.initial_wait >= 0 and self.max_wait >= 0):
+            raise ConfigError("RetryPolicy", "waits", self.initial_wait, "must be >= 0 seconds")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError("RetryPolicy", "jitter", self.jitter, "must be between 0 and 1")
 
     def wait(self, retry: int, unit_random: float) -> float:
         backoff = min(self.max_wait, self.initial_wait * 2.0 ** (retry - 1))
@@ -144,8 +157,6 @@ class KlkClient:
         self.base_url = _checked_base_url(base_url)
         self.timeouts = timeouts or KlkTimeouts()
         self.retry = retry or RetryPolicy()
-        if self.retry.attempts < 1:
-            raise ConfigError("KlkClient", "retry.attempts", self.retry.attempts, "must be >= 1")
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             transport=transport, headers={"Accept": "application/json"}

@@ -11,7 +11,7 @@ binary float), so ``2.675`` stays ``2.675``. KLK's field names appear only here 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -69,11 +69,15 @@ def decode_sales(
 def decode_warehouses(body: bytes, call: str) -> list[KlkWarehouse]:
     """Decode a ``/maestra/almacenes/...`` list."""
     with _bad_payload_guard(call, body):
-        shape = msgspec.json.decode(_without_bom(body), type=list[msgspec.Raw] | dict[str, Any])
-        if isinstance(shape, dict):
-            _raise_error_body(shape, call, body)
+        kind = list[wire.Warehouse] | dict[str, Any]
+        try:
+            rows = msgspec.json.decode(_without_bom(body), type=kind)
+        except msgspec.ValidationError as exc:
+            raise _located(exc, "$") from None
+        if isinstance(rows, dict):
+            _raise_error_body(rows, call, body)
             raise wire.Invalid("$", "expected a list of warehouses, got an object")
-        rows = _decode_rows(shape, "$", wire.Warehouse)
+        _reject_nul_text(body, rows, "$")
         return [_warehouse(row, f"$[{i}]") for i, row in enumerate(rows)]
 
 
@@ -83,10 +87,10 @@ def decode_warehouses(body: bytes, call: str) -> list[KlkWarehouse]:
 def _catalogue(body: bytes, warehouse_code: str, call: str) -> Catalogue:
     top = _envelope(body, call)
     meta = _decode_part(top, "meta", wire.CatalogueMeta)
-    raw_rows = _decode_part(top, "articulos", list[msgspec.Raw])
-    if meta.total_articulos != len(raw_rows):
-        raise KlkCountMismatchError(call, meta.total_articulos, len(raw_rows), raw=body)
-    rows = _decode_rows(raw_rows, "$.articulos", wire.Article)
+    rows = _decode_part(top, "articulos", list[wire.Article])
+    if meta.total_articulos != len(rows):
+        raise KlkCountMismatchError(call, meta.total_articulos, len(rows), raw=body)
+    _reject_nul_text(body, rows, "$.articulos")
     items: dict[str, CatalogueItem] = {}
     for index, row in enumerate(rows):
         item = _article(row, f"$.articulos[{index}]")
@@ -100,7 +104,7 @@ def _catalogue(body: bytes, warehouse_code: str, call: str) -> Catalogue:
 
 
 def _article(row: wire.Article, at: str) -> CatalogueItem:
-    wire.check_values(row, at)
+    wire.check_numbers(row, at)
     return CatalogueItem(
         sku=wire.required_code(row.sku, f"{at}.Codigo"),
         barcode=wire.optional_text(row.barcode),
@@ -136,10 +140,10 @@ def _filtered_codes(value: Any) -> tuple[str, ...]:
 def _sales(body: bytes, warehouse_code: str, zone: ZoneInfo, call: str) -> SalesBatch:
     top = _envelope(body, call)
     meta = _decode_part(top, "meta", wire.SalesMeta)
-    raw_rows = _decode_part(top, "ventas", list[msgspec.Raw])
-    if meta.total_registros != len(raw_rows):
-        raise KlkCountMismatchError(call, meta.total_registros, len(raw_rows), raw=body)
-    rows = _decode_rows(raw_rows, "$.ventas", wire.Sale)
+    rows = _decode_part(top, "ventas", list[wire.Sale])
+    if meta.total_registros != len(rows):
+        raise KlkCountMismatchError(call, meta.total_registros, len(rows), raw=body)
+    _reject_nul_text(body, rows, "$.ventas")
     lines: dict[tuple[str, int], SalesLine] = {}
     for index, row in enumerate(rows):
         line = _sales_line(row, f"$.ventas[{index}]", zone)
@@ -166,11 +170,10 @@ def _sales_line(row: wire.Sale, at: str, zone: ZoneInfo) -> SalesLine:
     money = wire.first_element(row.financiero, f"{at}.financiero")
     for part, where in (
         (row, at),
-        (product, f"{at}.producto[0]"),
         (quantity, f"{at}.cantidad[0]"),
         (money, f"{at}.financiero[0]"),
     ):
-        wire.check_values(part, where)
+        wire.check_numbers(part, where)
     return SalesLine(
         invoice_number=wire.required_code(row.numero_factura, f"{at}.numero_factura"),
         line_number=wire.checked_line_number(row.linea, f"{at}.linea"),
@@ -309,14 +312,12 @@ def _decode_part(top: dict[str, msgspec.Raw], key: str, kind: type[_T]) -> _T:
         raise _located(exc, f"$.{key}") from None
 
 
-def _decode_rows(raw_rows: list[msgspec.Raw], at: str, kind: type[_T]) -> list[_T]:
-    rows: list[_T] = []
-    for index, raw in enumerate(raw_rows):
-        try:
-            rows.append(msgspec.json.decode(raw, type=kind))
-        except msgspec.ValidationError as exc:
-            raise _located(exc, f"{at}[{index}]") from None
-    return rows
+def _reject_nul_text(body: bytes, rows: Sequence[msgspec.Struct], at: str) -> None:
+    """A NUL can only reach a string through the JSON escape, so most bodies skip the walk."""
+    if b"\\u0000" not in body:
+        return
+    for index, row in enumerate(rows):
+        wire.check_text(row, f"{at}[{index}]")
 
 
 def _located(exc: msgspec.ValidationError, prefix: str) -> wire.Invalid:
@@ -326,7 +327,6 @@ def _located(exc: msgspec.ValidationError, prefix: str) -> wire.Invalid:
 
 
 def _warehouse(row: wire.Warehouse, at: str) -> KlkWarehouse:
-    wire.check_values(row, at)
     return KlkWarehouse(
         branch_name=wire.optional_text(row.branch_name) or "",
         branch_code=wire.required_code(row.branch_code, f"{at}.CodigoSucursal"),

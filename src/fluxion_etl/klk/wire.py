@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from datetime import date, time
 from decimal import Decimal
-from typing import Any, TypeVar
+from functools import cache
+from types import UnionType
+from typing import Any, TypeVar, get_args, get_origin
 
 import msgspec
 
@@ -22,8 +24,6 @@ MAX_MAGNITUDE_DIGITS = 15
 """A number at or above 10**15 (Bs, USD, units or rate) is a corrupt value, not a sale."""
 MIN_MAGNITUDE_EXPONENT = -12
 """A non-zero number below 10**-12 cannot be a real quantity or amount."""
-MAX_SIGNIFICANT_DIGITS = 28
-"""More significant digits than the store's NUMERIC(28, 8) could keep exactly."""
 FIRST_YEAR, LAST_YEAR = 1990, 2100
 """Sales dated outside these years are corrupt dates."""
 MAX_LINE_NUMBER = 2**31 - 1
@@ -157,28 +157,48 @@ def parse_local_time(hora: str, at: str) -> time:
         raise Invalid(at, f"time {hora!r} is out of range") from None
 
 
-def check_values(struct: msgspec.Struct, at: str) -> None:
-    """Reject NaN, infinities and absurd magnitudes (msgspec accepts "NaN" strings as decimals),
-    and text with NUL characters, which no database column can hold."""
-    for name, wire in zip(struct.__struct_fields__, struct.__struct_encode_fields__, strict=True):
+def check_numbers(struct: msgspec.Struct, at: str) -> None:
+    """Reject NaN, infinities and absurd magnitudes (msgspec accepts "NaN" strings as decimals)."""
+    for name, wire_name in _fields_of(type(struct), Decimal):
         value = getattr(struct, name)
-        if isinstance(value, Decimal) and not is_plausible(value):
-            raise Invalid(f"{at}.{wire}", f"number {value} is not finite or out of range")
+        if value is not None and not is_plausible(value):
+            raise Invalid(f"{at}.{wire_name}", f"number {value} is not finite or out of range")
+
+
+def check_text(struct: msgspec.Struct, at: str) -> None:
+    """Reject text with NUL characters (no database column holds them), nested rows included.
+
+    Slow-ish, so callers run it only when the body contains the escape ``\\u0000`` at all.
+    """
+    for name, wire_name in _fields_of(type(struct), str):
+        value = getattr(struct, name)
         if isinstance(value, str) and "\x00" in value:
-            raise Invalid(f"{at}.{wire}", "text contains a NUL character")
+            raise Invalid(f"{at}.{wire_name}", "text contains a NUL character")
+    for name, wire_name in _fields_of(type(struct), list):
+        for index, child in enumerate(getattr(struct, name)):
+            check_text(child, f"{at}.{wire_name}[{index}]")
+
+
+@cache
+def _fields_of(kind: type[msgspec.Struct], wanted: type) -> tuple[tuple[str, str], ...]:
+    """(attribute, KLK name) of the fields of ``kind`` that can hold a ``wanted`` value
+    (for ``list``: a list of structs)."""
+    found = []
+    for field in msgspec.structs.fields(kind):
+        is_union = isinstance(field.type, UnionType)
+        options = get_args(field.type) if is_union else (field.type,)
+        if wanted is list:
+            options = tuple(get_origin(option) for option in options)
+        if wanted in options:
+            found.append((field.name, field.encode_name))
+    return tuple(found)
 
 
 def is_plausible(value: Decimal) -> bool:
+    """Finite, and zero or between 10**-12 and 10**15 in magnitude."""
     if not value.is_finite():
         return False
-    if not value:
-        return True
-    magnitude = value.adjusted()
-    digits = len(value.as_tuple().digits)
-    return (
-        MIN_MAGNITUDE_EXPONENT <= magnitude < MAX_MAGNITUDE_DIGITS
-        and digits <= MAX_SIGNIFICANT_DIGITS
-    )
+    return not value or MIN_MAGNITUDE_EXPONENT <= value.adjusted() < MAX_MAGNITUDE_DIGITS
 
 
 def first_element(items: list[_T], at: str) -> _T:

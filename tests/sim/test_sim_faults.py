@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from sim_helpers import CARACAS, DAY, MONDAY_EVENING, small_world, ventas
+from sim_helpers import CARACAS, MONDAY_EVENING, small_world, ventas
 
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.sim.faults import (
@@ -138,7 +138,8 @@ def test_duplicate_lines_repeat_rows_in_one_answer(http: httpx.Client, plan: Fau
 def test_empty_sales_during_opening_hours(http: httpx.Client, plan: FaultPlan) -> None:
     plan.replace(parse_faults("sales@tienda_01:empty_sales"))
     body = ventas(http, "SUC001", almacen="APP-TPF").json()
-    assert body["ventas"] == [] and body["meta"]["total_registros"] == 0
+    assert body["ventas"] == []
+    assert body["meta"]["total_registros"] == 0
 
 
 def test_void_lines_vanish_from_later_answers_and_the_truth(
@@ -150,7 +151,8 @@ def test_void_lines_vanish_from_later_answers_and_the_truth(
     assert len(served) == before.line_count  # the triggering answer still has them
     after = ventas(http, "SUC001", almacen="APP-TPF").json()["ventas"]
     gone = before.keys - {(r["numero_factura"], r["linea"]) for r in after}
-    assert len(gone) == 4 and len(after) == before.line_count - 4
+    assert len(gone) == 4
+    assert len(after) == before.line_count - 4
     truth = world.truth_sales("tienda_01", MONDAY_EVENING.date())
     assert truth.keys == before.keys - gone
     assert {(v[2]) for v in world.voids()} == gone
@@ -200,8 +202,10 @@ def test_location_may_be_named_by_branch_or_warehouse_code(
 def test_a_replacement_wins_and_skipped_payload_faults_are_not_logged(clock: ManualClock) -> None:
     plan = FaultPlan.of("sales@*:duplicate_lines;sales@*:latency=0.1;sales@*:http_500")
     chosen = plan.select(Call.SALES, {"tienda_01"}, clock.now(), "tienda_01")
-    assert chosen.replacement is not None and chosen.replacement.kind is FaultKind.HTTP_500
-    assert [f.kind for f in chosen.delays] == [FaultKind.LATENCY] and chosen.payload == ()
+    assert chosen.replacement is not None
+    assert chosen.replacement.kind is FaultKind.HTTP_500
+    assert [f.kind for f in chosen.delays] == [FaultKind.LATENCY]
+    assert chosen.payload == ()
     assert plan.counts() == {"latency": 1, "http_500": 1}
 
 
@@ -234,7 +238,8 @@ def test_faults_are_set_listed_and_removed_over_http(http: httpx.Client) -> None
     assert http.delete("/_sim/faults").json()["faults"] == []
     assert ventas(http, "SUC001").status_code == 200
     bad = http.post("/_sim/faults", json={"faults": "sales@*:boom"})
-    assert bad.status_code == 400 and "unknown kind" in bad.json()["detail"]
+    assert bad.status_code == 400
+    assert "unknown kind" in bad.json()["detail"]
 
 
 def test_every_kind_is_counted_in_the_log(clock: ManualClock) -> None:

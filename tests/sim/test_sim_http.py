@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from sim_helpers import DAY, ventas
+from tests.conftest import SAMPLES
 
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.sim.world import SimWorld
-from tests.conftest import SAMPLES
 
 
 def shape(value: Any) -> Any:
@@ -64,7 +64,8 @@ def test_number_literals_are_plain_decimals(http: httpx.Client) -> None:
     literals: list[str] = []
     raw = ventas(http, "SUC007", almacen="TAVBOL").content
     body = json.loads(raw, parse_float=lambda text: literals.append(text) or Decimal(text))
-    assert literals and not [text for text in literals if "e" in text.lower()]
+    assert literals
+    assert not [text for text in literals if "e" in text.lower()]
     for item in body["ventas"]:
         for key, value in item["financiero"][0].items():
             assert Decimal(value).as_tuple().exponent >= -2, (key, value)
@@ -109,9 +110,8 @@ def test_codarticulo_selects_one_article(http: httpx.Client) -> None:
     code = items[0]["producto"][0]["codigo_producto"]
     only = ventas(http, "SUC007", almacen="TAVBOL", CodArticulo=code).json()
     assert only["meta"]["CodArticulo"] == code
-    assert only["ventas"] and {i["producto"][0]["codigo_producto"] for i in only["ventas"]} == {
-        code
-    }
+    assert only["ventas"]
+    assert {i["producto"][0]["codigo_producto"] for i in only["ventas"]} == {code}
 
 
 def test_hour_bounds_are_inclusive_and_apply_to_each_day(http: httpx.Client) -> None:
@@ -161,15 +161,14 @@ def test_unknown_warehouses_and_the_dc_branch_give_empty_lists(
 ) -> None:
     answer = http.post(path, json=body).json()
     rows = answer.get("articulos", answer.get("ventas"))
-    assert (
-        rows == []
-        and answer["meta"].get("total_articulos", answer["meta"].get("total_registros")) == 0
-    )
+    assert rows == []
+    assert answer["meta"].get("total_articulos", answer["meta"].get("total_registros")) == 0
 
 
 def test_an_unknown_branch_is_an_error_body(http: httpx.Client) -> None:
     answer = ventas(http, "SUC999")
-    assert answer.status_code == 200 and "SUC999" in answer.json()["error"]
+    assert answer.status_code == 200
+    assert "SUC999" in answer.json()["error"]
     branch = http.post("/maestra/articulos/reposicion", json={"CodigoSucursal": "SUC999"})
     assert "error" in branch.json()
 
@@ -180,12 +179,14 @@ def test_an_unknown_branch_is_an_error_body(http: httpx.Client) -> None:
         b"not json",
         b'{"sucursal": "SUC001", "fecha_hasta": "2025-11-17"}',
         b'{"sucursal": "SUC001", "fecha_desde": "17/11/2025", "fecha_hasta": "2025-11-17"}',
-        b'{"sucursal": "SUC001", "fecha_desde": "2025-11-17", "fecha_hasta": "2025-11-17", "hora_desde": "7am"}',
+        b'{"sucursal": "SUC001", "fecha_desde": "2025-11-17", "fecha_hasta": "2025-11-17", '
+        b'"hora_desde": "7am"}',
     ],
 )
 def test_unreadable_sales_bodies_are_400_errors(http: httpx.Client, body: bytes) -> None:
     answer = http.post("/ventas", content=body)
-    assert answer.status_code == 400 and answer.json()["error"]
+    assert answer.status_code == 400
+    assert answer.json()["error"]
 
 
 def test_same_time_same_bytes_over_http(http: httpx.Client) -> None:
@@ -213,7 +214,8 @@ def test_truth_and_clock_endpoints(http: httpx.Client, world: SimWorld) -> None:
     )
     http.post("/maestra/articulos/almacen", json={"Codigoalmacen": "APP-TPF"})
     last = http.get("/_sim/truth/catalogue", params={"warehouse": "APP-TPF", "last": "1"}).json()
-    assert last["articles"] == 400 and last["as_of"] == "2025-11-17T23:00:00+00:00"
+    assert last["articles"] == 400
+    assert last["as_of"] == "2025-11-17T23:00:00+00:00"
     moved = http.post("/_sim/clock", json={"advance_seconds": 90}).json()
     assert moved["now"] == "2025-11-17T23:01:30+00:00"
     assert (

@@ -264,6 +264,7 @@ def test_items_go_from_pending_to_a_final_status_with_counters(engine: Engine) -
     done, failed = items
     assert (done.location_id, done.status, done.counters) == ("tienda_01", "succeeded", counters)
     assert (done.extract_ms, done.transform_ms, done.load_ms) == (1200, 30, 80)
+    assert (done.fetched, done.inserted, done.held) == (10, 7, 0)
     assert done.windows == windows
     assert (done.started_at, done.finished_at) == (T0, T0 + timedelta(seconds=3))
     assert failed.status is ItemStatus.FAILED

@@ -103,7 +103,13 @@ class ItemRow:
     run_id: int
     location_id: str
     status: ItemStatus
-    counters: ItemCounters
+    fetched: int
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+    held: int
+    duplicates: int
     extract_ms: int
     transform_ms: int
     load_ms: int
@@ -116,17 +122,16 @@ class ItemRow:
 
     @classmethod
     def from_row(cls, row: RowMapping) -> ItemRow:
-        counters = ItemCounters(**{name: row[name] for name in ItemCounters.__dataclass_fields__})
-        plain = ("id", "run_id", "location_id", *TIMING_COLUMNS, "windows", "started_at")
-        return cls(
-            **{name: row[name] for name in plain},
-            status=ItemStatus(row["status"]),
-            counters=counters,
-            finished_at=row["finished_at"],
-            error_category=_category(row["error_category"]),
-            error_phase=None if row["error_phase"] is None else ErrorPhase(row["error_phase"]),
-            error_message=row["error_message"],
-        )
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["status"] = ItemStatus(row["status"])
+        values["error_category"] = _category(row["error_category"])
+        phase = row["error_phase"]
+        values["error_phase"] = None if phase is None else ErrorPhase(phase)
+        return cls(**values)
+
+    @property
+    def counters(self) -> ItemCounters:
+        return ItemCounters(*(getattr(self, name) for name in ItemCounters.__dataclass_fields__))
 
 
 def _category(value: str | None) -> ErrorCategory | None:

@@ -17,7 +17,7 @@ A location that never succeeded is stale; one not open at all in the past week i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -96,6 +96,11 @@ def merged_opening(location: Location, start: datetime, end: datetime) -> list[I
         else:
             merged.append((lo, hi))
     return merged
+
+
+def deadlines_from(deadline_seconds: Callable[[str], float]) -> dict[Job, timedelta]:
+    """Each job's deadline, from ``Settings.deadline_seconds``."""
+    return {job: timedelta(seconds=deadline_seconds(job.value)) for job in Job}
 
 
 def jobs_of(location: Location) -> tuple[Job, ...]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -18,7 +17,6 @@ from fluxion_etl.api.schemas import (
     WarehouseOut,
 )
 from fluxion_etl.domain.records import Location
-from fluxion_etl.domain.states import Job
 from fluxion_etl.engine import freshness
 from fluxion_etl.store import sync_state
 
@@ -51,7 +49,7 @@ def freshness_answer(services: ServiceContext) -> FreshnessAnswer:
         services.config.locations,
         {key: state.last_success_at for key, state in states.items()},
         now=now,
-        deadlines=deadlines(services),
+        deadlines=freshness.deadlines_from(services.settings.deadline_seconds),
         periods=services.schedule_periods() if services.schedule_periods else None,
     )
     items = []
@@ -65,10 +63,6 @@ def freshness_answer(services: ServiceContext) -> FreshnessAnswer:
             )
         )
     return FreshnessAnswer(now=now, stale_count=sum(i.stale for i in items), items=items)
-
-
-def deadlines(services: ServiceContext) -> dict[Job, timedelta]:
-    return {job: timedelta(seconds=services.settings.deadline_seconds(job.value)) for job in Job}
 
 
 def location_out(loc: Location) -> LocationOut:

@@ -1,0 +1,92 @@
+"""API test support: a fake launcher, the service context and one token per scope."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from fluxion_etl.api.app import create_app
+from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.config import load_config
+from fluxion_etl.domain.clock import ManualClock
+from fluxion_etl.launchers import LaunchError
+from fluxion_etl.settings import Settings
+from fluxion_etl.store import tokens
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's notice about httpx; the client works the same
+    from fastapi.testclient import TestClient
+
+# Monday 2026-01-05 10:00 in Caracas: stores are open.
+NOW = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
+SCOPES = ("read", "trigger", "admin")
+
+
+@dataclass
+class FakeLauncher:
+    """Records what it was asked to launch; can be told to fail or to be dead."""
+
+    name: str = "fake"
+    launched: list[int] = field(default_factory=list)
+    fail_with: str | None = None
+    is_alive: bool = True
+
+    def launch(self, run_id: int) -> None:
+        if self.fail_with is not None:
+            raise LaunchError(self.fail_with)
+        self.launched.append(run_id)
+
+    def poll(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return self.is_alive
+
+    def close(self, grace: float) -> None:
+        self.is_alive = False
+
+
+@dataclass
+class Api:
+    app: FastAPI
+    client: TestClient
+    services: ServiceContext
+    launcher: FakeLauncher
+    clock: ManualClock
+    secrets: dict[str, str]
+
+    def auth(self, scope: str | None) -> dict[str, str]:
+        return {} if scope is None else {"Authorization": f"Bearer {self.secrets[scope]}"}
+
+
+def make_services(engine: Engine, clock: ManualClock, launcher: FakeLauncher) -> ServiceContext:
+    return ServiceContext(
+        settings=Settings(),
+        config=load_config(None),
+        engine=engine,
+        launcher=launcher,
+        clock=clock,
+    )
+
+
+def make_tokens(engine: Engine, now: datetime) -> dict[str, str]:
+    """One token per scope, named after it."""
+    with engine.begin() as conn:
+        return {
+            scope: tokens.create_token(conn, name=scope, scope=tokens.Scope(scope), now=now).secret
+            for scope in SCOPES
+        }
+
+
+def build_api(engine: Engine) -> Iterator[Api]:
+    clock, launcher = ManualClock(NOW), FakeLauncher()
+    services = make_services(engine, clock, launcher)
+    secrets = make_tokens(engine, NOW)
+    app = create_app(services.settings, services=services)
+    with TestClient(app) as client:
+        yield Api(app, client, services, launcher, clock, secrets)

@@ -1,0 +1,260 @@
+"""The existing trigger contract (SPEC §6) plus run_id, idempotency, busy answers and fires."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from api_support import NOW, Api
+from httpx import Response
+from sqlalchemy import func, select
+
+from fluxion_etl.domain.states import ErrorCategory, RunStatus, Trigger
+from fluxion_etl.store import leases, ledger
+from fluxion_etl.store.schema import runs
+
+SYNC, SALES = "/api/etl/sync", "/api/etl/sync/ventas"
+CONTRACT_FIELDS = {"success", "message", "status", "ubicacion_id", "run_id"}
+FIRE = {"X-Fluxion-Schedule": "inventory", "X-Fluxion-Scheduled-Time": "2026-01-05T14:00:00Z"}
+
+
+def post(api: Api, path: str, body: object, scope: str = "trigger", **headers: str) -> Response:
+    return api.client.post(path, json=body, headers={**api.auth(scope), **headers})
+
+
+def run_count(api: Api) -> int:
+    with api.services.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
+
+
+def get_run(api: Api, run_id: int) -> ledger.RunRow:
+    with api.services.engine.connect() as conn:
+        run = ledger.get_run(conn, run_id)
+    assert run is not None
+    return run
+
+
+def hold(api: Api, job: str, location_id: str, *, run_id: int = 999, ttl_s: float = 120) -> None:
+    with api.services.engine.begin() as conn:
+        taken = leases.try_acquire(
+            conn,
+            job=job,
+            location_id=location_id,
+            run_id=run_id,
+            owner="elsewhere:1:x",
+            now=NOW,
+            ttl=timedelta(seconds=ttl_s),
+        )
+    assert taken.acquired
+
+
+# --- the SPEC §6 calls ------------------------------------------------------------------------
+
+
+def test_inventory_for_all_locations_answers_202_with_every_contract_field(api: Api) -> None:
+    answer = api.client.post(SYNC, json={"ubicacion_id": None}, headers=api.auth("trigger"))
+
+    assert answer.status_code == 202
+    body = answer.json()
+    assert body.keys() >= CONTRACT_FIELDS
+    assert body["success"] is True
+    assert body["status"] == "running"
+    assert body["ubicacion_id"] is None
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    assert api.launcher.launched == [body["run_id"]]
+    run = get_run(api, body["run_id"])
+    assert (run.job.value, run.trigger, run.requested_by, run.scope) == (
+        "inventory",
+        Trigger.API,
+        "trigger",
+        None,
+    )
+
+
+def test_sales_with_dates_echoes_them_and_queues_a_backfill_of_those_local_days(api: Api) -> None:
+    sent = {"ubicacion_id": "tienda_01", "fecha_inicio": "2026-01-01", "fecha_fin": "2026-01-03"}
+
+    answer = api.client.post(SALES, json=sent, headers=api.auth("trigger"))
+
+    assert answer.status_code == 202
+    body = answer.json()
+    assert CONTRACT_FIELDS | {"fecha_inicio", "fecha_fin"} <= body.keys()
+    assert (body["ubicacion_id"], body["fecha_inicio"], body["fecha_fin"]) == (
+        "tienda_01",
+        "2026-01-01",
+        "2026-01-03",
+    )
+    run = get_run(api, body["run_id"])
+    assert (run.job.value, run.scope, run.date_from, run.date_to) == (
+        "sales",
+        ("tienda_01",),
+        date(2026, 1, 1),
+        date(2026, 1, 3),
+    )
+
+
+def test_sales_without_dates_syncs_since_each_watermark(api: Api) -> None:
+    body = post(api, SALES, {"ubicacion_id": None}).json()
+
+    assert body["fecha_inicio"] is None
+    assert body["fecha_fin"] is None
+    run = get_run(api, body["run_id"])
+    assert (run.date_from, run.date_to) == (None, None)
+
+
+def test_sales_with_only_a_start_date_runs_to_today_in_the_store_zone(api: Api) -> None:
+    body = post(api, SALES, {"ubicacion_id": "tienda_02", "fecha_inicio": "2026-01-04"}).json()
+
+    assert body["fecha_fin"] == "2026-01-05"
+
+
+def test_a_call_without_a_body_syncs_every_location(api: Api) -> None:
+    answer = api.client.post(SYNC, headers=api.auth("trigger"))
+
+    assert answer.status_code == 202
+    assert get_run(api, answer.json()["run_id"]).scope is None
+
+
+# --- idempotency ----------------------------------------------------------------------------
+
+
+def test_a_repeated_idempotency_key_answers_200_with_the_same_run(api_both: Api) -> None:
+    api = api_both
+    first = post(api, SYNC, {"ubicacion_id": "tienda_03"}, **{"Idempotency-Key": "k-1"})
+    again = post(api, SYNC, {"ubicacion_id": "tienda_03"}, **{"Idempotency-Key": "k-1"})
+
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["run_id"] == first.json()["run_id"]
+    assert again.json()["status"] == "running"
+    assert again.json()["run_status"] == "queued"
+    assert run_count(api) == 1
+    assert len(api.launcher.launched) == 1
+
+
+def test_calls_without_a_key_are_new_requests(api: Api) -> None:
+    ids = {post(api, SYNC, {"ubicacion_id": "tienda_03"}).json()["run_id"] for _ in range(3)}
+
+    assert len(ids) == 3
+
+
+def test_a_repeated_key_of_a_finished_run_reports_its_final_status(api: Api) -> None:
+    run_id = post(api, SYNC, {"ubicacion_id": None}, **{"Idempotency-Key": "k-2"}).json()["run_id"]
+    with api.services.engine.begin() as conn:
+        ledger.finish_run(conn, run_id, RunStatus.PARTIAL, now=NOW)
+
+    body = post(api, SYNC, {"ubicacion_id": None}, **{"Idempotency-Key": "k-2"}).json()
+
+    assert (body["run_id"], body["status"], body["run_status"]) == (run_id, "partial", "partial")
+
+
+def test_a_key_reused_for_a_different_request_is_refused_naming_the_header(api: Api) -> None:
+    post(api, SYNC, {"ubicacion_id": "tienda_01"}, **{"Idempotency-Key": "k-3"})
+
+    answer = post(api, SALES, {"ubicacion_id": "tienda_01"}, **{"Idempotency-Key": "k-3"})
+
+    assert answer.status_code == 422
+    assert answer.json()["message"].startswith("Idempotency-Key: ")
+    assert run_count(api) == 1
+
+
+# --- busy -----------------------------------------------------------------------------------
+
+
+def test_409_names_the_running_run_when_every_requested_location_is_busy(api: Api) -> None:
+    hold(api, "inventory", "tienda_05", run_id=41)
+
+    answer = post(api, SYNC, {"ubicacion_id": "tienda_05"})
+
+    assert answer.status_code == 409
+    body = answer.json()
+    assert (body["success"], body["status"], body["run_id"]) == (False, "busy", 41)
+    assert body.keys() >= CONTRACT_FIELDS
+    assert run_count(api) == 0
+    assert api.launcher.launched == []
+
+
+def test_a_run_starts_when_only_some_requested_locations_are_busy(api: Api) -> None:
+    hold(api, "inventory", "tienda_05")
+
+    assert post(api, SYNC, {"ubicacion_id": None}).status_code == 202
+
+
+def test_an_expired_lease_does_not_make_a_location_busy(api: Api) -> None:
+    hold(api, "inventory", "tienda_05", ttl_s=60)
+    api.clock.advance(61)
+
+    assert post(api, SYNC, {"ubicacion_id": "tienda_05"}).status_code == 202
+
+
+def test_a_lease_of_the_other_job_does_not_make_a_location_busy(api: Api) -> None:
+    hold(api, "sales", "tienda_05")
+
+    assert post(api, SYNC, {"ubicacion_id": "tienda_05"}).status_code == 202
+
+
+# --- scheduler fires ------------------------------------------------------------------------
+
+
+def test_a_fire_starts_a_scheduled_run_keyed_by_the_fire(api: Api) -> None:
+    answer = post(api, SYNC, {"ubicacion_id": None}, **FIRE)
+
+    assert answer.status_code == 202
+    body = answer.json()
+    assert (body["status"], body["fire_outcome"]) == ("running", "started")
+    run = get_run(api, body["run_id"])
+    assert run.trigger is Trigger.SCHEDULE
+    assert run.schedule_name == "inventory"
+    assert run.scheduled_for == datetime.fromisoformat("2026-01-05T14:00:00+00:00")
+    assert run.idempotency_key == "fire:inventory:2026-01-05T14:00:00+00:00"
+    assert run.requested_by == "trigger"
+
+
+def test_a_repeated_fire_in_another_offset_is_a_duplicate_of_the_same_run(api: Api) -> None:
+    first = post(api, SYNC, {"ubicacion_id": None}, **FIRE).json()
+    local = {**FIRE, "X-Fluxion-Scheduled-Time": "2026-01-05T10:00:00-04:00"}
+
+    again = post(api, SYNC, {"ubicacion_id": None}, **local)
+
+    assert again.status_code == 200
+    body = again.json()
+    assert (body["status"], body["fire_outcome"], body["run_id"]) == (
+        "duplicate",
+        "duplicate",
+        first["run_id"],
+    )
+    assert run_count(api) == 1
+
+
+def test_a_fire_is_started_even_when_every_location_is_busy(api: Api) -> None:
+    """A fire is never answered 409 (it would be retried); the run records skipped_busy."""
+    hold(api, "inventory", "tienda_05")
+
+    answer = post(api, SYNC, {"ubicacion_id": "tienda_05"}, **FIRE)
+
+    assert answer.status_code == 202
+
+
+def test_a_fire_needs_both_headers_and_an_aware_time(api: Api) -> None:
+    one = post(api, SYNC, None, **{"X-Fluxion-Schedule": "inventory"})
+    naive = post(api, SYNC, None, **{**FIRE, "X-Fluxion-Scheduled-Time": "2026-01-05T14:00:00"})
+
+    assert one.status_code == naive.status_code == 422
+    assert one.json()["message"].startswith("X-Fluxion-Scheduled-Time: ")
+    assert naive.json()["message"].startswith("X-Fluxion-Scheduled-Time: ")
+
+
+# --- launching ------------------------------------------------------------------------------
+
+
+def test_a_failed_launch_answers_503_and_fails_the_run_with_category_launch(api: Api) -> None:
+    api.launcher.fail_with = "no capacity"
+
+    answer = post(api, SYNC, {"ubicacion_id": "tienda_01"})
+
+    assert answer.status_code == 503
+    body = answer.json()
+    assert (body["success"], body["status"]) == (False, "failed")
+    run = get_run(api, body["run_id"])
+    assert run.status is RunStatus.FAILED
+    assert run.error_category is ErrorCategory.LAUNCH
+    assert "no capacity" in (run.error_message or "")

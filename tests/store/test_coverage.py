@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -162,6 +164,20 @@ def test_a_write_is_a_constant_number_of_statements(engine: Engine) -> None:
             add(conn, 0, 400)
         assert rows(conn) == [(at(0), at(400), False)]
     assert len(statements) <= 4  # lock (PostgreSQL), select, delete, insert
+
+
+def test_concurrent_writers_of_one_location_still_leave_it_compact(engine: Engine) -> None:
+    gate = threading.Barrier(10)
+
+    def write(n: int) -> None:
+        gate.wait()
+        with engine.begin() as conn:
+            add(conn, n * 10, n * 10 + 10, run=n)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(write, range(10)))
+    with engine.connect() as conn:
+        assert rows(conn) == [(at(0), at(100), False)]
 
 
 @contextmanager

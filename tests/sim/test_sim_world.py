@@ -188,5 +188,11 @@ def test_voided_lines_vanish_from_later_answers_stock_and_truth(
     "bad", [{"locations": 0}, {"skus": 0}, {"lines_per_day": -1}, {"skus": 10**6}]
 )
 def test_impossible_scales_are_refused(clock: ManualClock, bad: dict[str, int]) -> None:
+    scale = {"locations": 2, "skus": 10, "lines_per_day": 10} | bad
     with pytest.raises(ValueError, match="must be"):
-        SimWorld(clock=clock, **bad)
+        SimWorld(
+            clock=clock,
+            locations=scale["locations"],
+            skus=scale["skus"],
+            lines_per_day=scale["lines_per_day"],
+        )

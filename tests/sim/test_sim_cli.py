@@ -34,6 +34,7 @@ def cli() -> typer.Typer:
         (["--clock", "manual:2025-11-17T08:00", "--clock-speed", "60"], "cannot be combined"),
         (["--clock", "lunar"], "--clock 'lunar'"),
         (["--history-from", "17/11/2025"], "--history-from"),
+        (["--cache-mb", "0"], "--cache-mb >= 1"),
     ],
 )
 def test_bad_flags_are_one_line_errors_with_exit_2(args: list[str], complaint: str) -> None:

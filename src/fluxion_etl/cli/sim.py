@@ -53,7 +53,10 @@ def klk_sim(
     history_from: Annotated[
         str | None, typer.Option(help="First local day with sales, YYYY-MM-DD (default: none).")
     ] = None,
-    cache_mb: Annotated[int, typer.Option(help="Memory for generated sales days.")] = 1024,
+    cache_mb: Annotated[
+        int | None,
+        typer.Option(help="Memory for generated sales days (default: two days of every store)."),
+    ] = None,
 ) -> None:
     """Serve a simulated KLK API with deterministic data for any number of locations."""
     from fluxion_etl.sim.server import serve  # noqa: PLC0415 - uvicorn only for this command
@@ -76,10 +79,11 @@ def _fail(message: str) -> typer.Exit:
     return fail(message)
 
 
-def _check_scale(port: int, locations: int, skus: int, lines: int, cache_mb: int) -> None:
+def _check_scale(port: int, locations: int, skus: int, lines: int, cache_mb: int | None) -> None:
     if not 0 <= port <= 65535:
         raise _fail(f"--port {port}: use 0-65535")
-    if locations < 1 or not 1 <= skus <= MAX_SKUS or lines < 0 or cache_mb < 1:
+    bad_cache = cache_mb is not None and cache_mb < 1
+    if locations < 1 or not 1 <= skus <= MAX_SKUS or lines < 0 or bad_cache:
         raise _fail(
             f"--locations must be >= 1 (got {locations}), --skus 1-{MAX_SKUS} (got {skus}), "
             f"--lines-per-day >= 0 (got {lines}), --cache-mb >= 1 (got {cache_mb})"

@@ -45,6 +45,11 @@ class SalesFilter:
     ticks_to: int | None = None
 
 
+def default_cache_mb(locations: int, lines_per_day: int) -> int:
+    """Room for two days of every location (volume varies up to 1.3x), at least 256 MB."""
+    return max(256, 2 * locations * int(lines_per_day * 1.3) * 1500 // 10**6)
+
+
 class SimWorld:
     def __init__(
         self,
@@ -55,17 +60,18 @@ class SimWorld:
         seed: int = 1,
         clock: Clock,
         start: date | None = None,
-        day_cache_mb: int = 1024,
+        day_cache_mb: int | None = None,
     ) -> None:
         """``start``: the first local day with sales (earlier days have none); None = no limit.
 
-        ``day_cache_mb`` bounds the generated days kept (a day of 5,000 lines is about 7 MB);
-        a benchmark at the large scale wants every store's current day to fit.
+        ``day_cache_mb`` bounds the generated days kept in memory (about 1.5 KB a line); the
+        default holds two days of every location, so the current and previous day of a whole
+        chain are generated once even at the large scale (about 3 GB at 200 x 5,000 lines).
         """
         for name, value in (
             ("locations", locations),
             ("skus", skus),
-            ("day_cache_mb", day_cache_mb),
+            ("day_cache_mb", 1 if day_cache_mb is None else day_cache_mb),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -79,7 +85,9 @@ class SimWorld:
         self._warehouses = {w.code: w for loc in self.locations for w in loc.warehouses}
         self._lock = threading.RLock()
         self._days: OrderedDict[tuple[str, date], SalesDay] = OrderedDict()
-        self._day_cache_budget = day_cache_mb * 1_000_000
+        self._day_cache_budget = (
+            day_cache_mb or default_cache_mb(locations, lines_per_day)
+        ) * 10**6
         self._day_cache_used = 0
         self._par: dict[str, ParLevels] = {}
         self._voids: dict[tuple[str, date], dict[LineKey, datetime]] = {}

@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from sim_helpers import DAY, ventas
+from sim_helpers import DAY, MONDAY_EVENING, small_world, ventas
 from tests.conftest import SAMPLES
 
 from fluxion_etl.domain.clock import ManualClock
+from fluxion_etl.sim.server import running_simulator
 from fluxion_etl.sim.world import SimWorld
+
+
+@pytest.fixture(scope="module")
+def world() -> SimWorld:
+    """Overrides the per-test world: these read-only tests share one world and server."""
+    return small_world(ManualClock(MONDAY_EVENING))
+
+
+@pytest.fixture(scope="module")
+def http(world: SimWorld) -> Iterator[httpx.Client]:
+    with running_simulator(world) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def moving_world(clock: ManualClock) -> SimWorld:
+    """A world of its own for a test that moves the clock."""
+    return small_world(clock)
+
+
+@pytest.fixture
+def moving_http(moving_world: SimWorld) -> Iterator[httpx.Client]:
+    with running_simulator(moving_world) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
 
 
 def shape(value: Any) -> Any:
@@ -141,7 +167,8 @@ def test_hour_bounds_are_inclusive_and_apply_to_each_day(http: httpx.Client) -> 
     assert all("12:00:00" <= i["hora"] <= "13:00:00" for i in window)
 
 
-def test_sales_are_never_in_the_future(http: httpx.Client, clock: ManualClock) -> None:
+def test_sales_are_never_in_the_future(moving_http: httpx.Client, clock: ManualClock) -> None:
+    http = moving_http
     items = ventas(http, "SUC007", DAY, to="2025-11-20", almacen="TAVBOL").json()["ventas"]
     assert {i["fecha"] for i in items} == {DAY}
     assert max(i["hora"] for i in items) <= "19:00:00"
@@ -204,7 +231,8 @@ def test_same_time_same_bytes_over_http(http: httpx.Client) -> None:
     assert fetch() == fetch()
 
 
-def test_truth_and_clock_endpoints(http: httpx.Client, world: SimWorld) -> None:
+def test_truth_and_clock_endpoints(moving_http: httpx.Client, moving_world: SimWorld) -> None:
+    http, world = moving_http, moving_world
     truth = http.get("/_sim/truth/sales", params={"location": "tienda_01", "day": DAY}).json()
     expected = world.truth_sales("tienda_01", date(2025, 11, 17))
     assert (truth["lines"], truth["total_usd"], truth["total_bs"]) == (

@@ -169,7 +169,7 @@ def test_count_limits_injections_to_the_first_calls(http: httpx.Client, plan: Fa
 
 def test_probability_is_seeded(clock: ManualClock) -> None:
     def statuses() -> list[bool]:
-        plan = FaultPlan.of("sales@*:http_500:p=0.5", seed=7)
+        plan = FaultPlan("sales@*:http_500:p=0.5", seed=7)
         return [bool(plan.select(Call.SALES, {"x"}, clock.now(), "x")) for _ in range(40)]
 
     first = statuses()
@@ -200,7 +200,7 @@ def test_location_may_be_named_by_branch_or_warehouse_code(
 
 
 def test_a_replacement_wins_and_skipped_payload_faults_are_not_logged(clock: ManualClock) -> None:
-    plan = FaultPlan.of("sales@*:duplicate_lines;sales@*:latency=0.1;sales@*:http_500")
+    plan = FaultPlan("sales@*:duplicate_lines;sales@*:latency=0.1;sales@*:http_500")
     chosen = plan.select(Call.SALES, {"tienda_01"}, clock.now(), "tienda_01")
     assert chosen.replacement is not None
     assert chosen.replacement.kind is FaultKind.HTTP_500
@@ -210,7 +210,7 @@ def test_a_replacement_wins_and_skipped_payload_faults_are_not_logged(clock: Man
 
 
 def test_kinds_that_make_no_sense_for_a_call_never_match(clock: ManualClock) -> None:
-    plan = FaultPlan.of("*@*:void_lines;*@*:count_mismatch")
+    plan = FaultPlan("*@*:void_lines;*@*:count_mismatch")
     assert not plan.select(Call.WAREHOUSES, set(), clock.now(), "*")
     assert [f.kind for f in plan.select(Call.CATALOGUE, set(), clock.now(), "*").payload] == [
         FaultKind.COUNT_MISMATCH
@@ -248,7 +248,7 @@ def test_every_kind_is_counted_in_the_log(clock: ManualClock) -> None:
         f"sales@*:{kind}" + ("=0.01" if kind in ("latency", "hang") else "") + ":n=1"
         for kind in FaultKind
     )
-    plan = FaultPlan.of(every)
+    plan = FaultPlan(every)
     with running_simulator(world, plan) as url, httpx.Client(base_url=url, timeout=5) as http:
         for _ in range(len(FaultKind)):
             ventas(http, "SUC001", almacen="APP-TPF")

@@ -213,6 +213,7 @@ def test_an_unknown_branch_is_an_error_body(http: httpx.Client) -> None:
         b'{"sucursal": "SUC001", "fecha_desde": "17/11/2025", "fecha_hasta": "2025-11-17"}',
         b'{"sucursal": "SUC001", "fecha_desde": "2025-11-17", "fecha_hasta": "2025-11-17", '
         b'"hora_desde": "7am"}',
+        b'{"sucursal": "SUC001", "fecha_desde": "2020-01-01", "fecha_hasta": "2025-11-17"}',
     ],
 )
 def test_unreadable_sales_bodies_are_400_errors(http: httpx.Client, body: bytes) -> None:

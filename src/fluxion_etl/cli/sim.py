@@ -10,7 +10,7 @@ import typer
 
 from fluxion_etl.cli.main import fail
 from fluxion_etl.domain.clock import Clock, ManualClock, ScaledClock, SystemClock, clock_from_spec
-from fluxion_etl.sim.faults import FaultPlan, FaultSyntaxError, parse_faults
+from fluxion_etl.sim.faults import FaultPlan, FaultSyntaxError
 from fluxion_etl.sim.world import MAX_SKUS, SimWorld
 
 CARACAS = ZoneInfo("America/Caracas")
@@ -59,7 +59,7 @@ def klk_sim(
     ] = None,
 ) -> None:
     """Serve a simulated KLK API with deterministic data for any number of locations."""
-    from fluxion_etl.sim.server import serve  # noqa: PLC0415 - uvicorn only for this command
+    from fluxion_etl.sim.server import serve  # uvicorn is needed by this command only
 
     _check_scale(port, locations, skus, lines_per_day, cache_mb)
     sim_clock = _clock(clock, clock_speed, start)
@@ -122,7 +122,7 @@ def _instant(text: str, flag: str) -> datetime:
 
 def _faults(text: str | None, seed: int) -> FaultPlan:
     try:
-        return FaultPlan.of(parse_faults(text or ""), seed=seed)
+        return FaultPlan(text or "", seed=seed)
     except FaultSyntaxError as exc:
         raise _fail(f"--faults: {exc}") from None
 

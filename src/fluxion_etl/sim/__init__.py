@@ -1,7 +1,7 @@
 """The KLK simulator (SPEC §5): a deterministic chain served over KLK's HTTP API, with faults.
 
     world = SimWorld(locations=20, skus=4000, lines_per_day=2000, seed=1, clock=clock)
-    with running_simulator(world, FaultPlan.of("sales@tienda_03:http_503")) as url:
+    with running_simulator(world, FaultPlan("sales@tienda_03:http_503")) as url:
         ...                                   # point the KLK client at url
     world.truth_sales("tienda_01", day)       # what a correct load holds
 

@@ -40,7 +40,7 @@ import re
 import threading
 from collections import Counter, deque
 from collections.abc import Collection, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -251,28 +251,23 @@ class _Active:
     fired: int = 0
 
 
-@dataclass
 class FaultPlan:
-    """The faults in force, their injection counters, and the log; safe to share across threads."""
+    """The faults in force, their injection counters, and the log; safe to share across threads.
 
-    seed: int = 1
-    log_size: int = 1000
-    _active: list[_Active] = field(default_factory=list)
-    _rng: random.Random = field(init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-    _log: deque[Injection] = field(init=False)
-    _counts: Counter[str] = field(default_factory=Counter, init=False)
-    _seq: int = field(default=0, init=False)
+    ``faults`` is a list of Fault or the compact syntax; ``seed`` drives the ``p=`` draws.
+    """
 
-    def __post_init__(self) -> None:
-        self._rng = random.Random(f"{self.seed}:faults")
-        self._log = deque(maxlen=self.log_size)
-
-    @classmethod
-    def of(cls, faults: Iterable[Fault] | str = (), *, seed: int = 1) -> FaultPlan:
-        plan = cls(seed=seed)
-        plan.replace(parse_faults(faults) if isinstance(faults, str) else faults)
-        return plan
+    def __init__(
+        self, faults: Iterable[Fault] | str = (), *, seed: int = 1, log_size: int = 1000
+    ) -> None:
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._rng = random.Random(f"{seed}:faults")
+        self._log: deque[Injection] = deque(maxlen=log_size)
+        self._counts: Counter[str] = Counter()
+        self._seq = 0
+        self._active: list[_Active] = []
+        self.replace(parse_faults(faults) if isinstance(faults, str) else faults)
 
     @property
     def faults(self) -> tuple[Fault, ...]:

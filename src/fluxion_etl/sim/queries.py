@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from fluxion_etl.sim.sales import TICKS_PER_SECOND
-from fluxion_etl.sim.world import SalesFilter
+from fluxion_etl.sim.world import MAX_DAYS_PER_QUERY, SalesFilter
 
 _HOUR = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -45,6 +45,8 @@ def sales_request(body: Any) -> SalesRequest:
         raise QueryError("el cuerpo debe ser un objeto JSON")
     branch = _text(body, "sucursal", required=True)
     desde, hasta = _date(body, "fecha_desde"), _date(body, "fecha_hasta")
+    if (hasta - desde).days >= MAX_DAYS_PER_QUERY:
+        raise QueryError(f"el rango de fechas supera {MAX_DAYS_PER_QUERY} días")
     hora_desde, hora_hasta = _text(body, "hora_desde"), _text(body, "hora_hasta")
     article = body.get("CodArticulo")
     if isinstance(article, int) and not isinstance(article, bool):

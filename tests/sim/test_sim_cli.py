@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from fluxion_etl.cli.sim import register
+from fluxion_etl.cli.sim import clock_from_flags, register
+from fluxion_etl.domain.clock import ManualClock, ScaledClock, SystemClock
 from fluxion_etl.sim.server import simulator_process
 
 
@@ -44,6 +47,19 @@ def test_bad_flags_are_one_line_errors_with_exit_2(args: list[str], complaint: s
     assert len(lines) == 1
     assert lines[0].startswith("error: ")
     assert complaint in lines[0]
+
+
+def test_clock_flags_choose_the_clock() -> None:
+    scaled = clock_from_flags(None, 60, "2025-11-17T08:00")
+    assert isinstance(scaled, ScaledClock)
+    assert (scaled.start, scaled.speed) == (datetime(2025, 11, 17, 12, 0, tzinfo=UTC), 60)
+    assert isinstance(clock_from_flags(None, None, None), SystemClock)
+    now_scaled = clock_from_flags(None, 10, None)
+    assert isinstance(now_scaled, ScaledClock)
+    assert abs(now_scaled.start - datetime.now(UTC)) < timedelta(seconds=5)
+    manual = clock_from_flags("manual:2025-11-17T08:00:00+00:00", None, None)
+    assert isinstance(manual, ManualClock)
+    assert manual.now() == datetime(2025, 11, 17, 8, 0, tzinfo=UTC)
 
 
 def test_klk_sim_serves_in_its_own_process_on_a_shared_manual_clock() -> None:

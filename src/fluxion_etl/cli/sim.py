@@ -62,7 +62,7 @@ def klk_sim(
     from fluxion_etl.sim.server import serve  # uvicorn is needed by this command only
 
     _check_scale(port, locations, skus, lines_per_day, cache_mb)
-    sim_clock = _clock(clock, clock_speed, start)
+    sim_clock = clock_from_flags(clock, clock_speed, start)
     plan = _faults(faults, seed)
     first_day = _day(history_from)
     world = SimWorld(
@@ -90,7 +90,7 @@ def _check_scale(port: int, locations: int, skus: int, lines: int, cache_mb: int
         )
 
 
-def _clock(spec: str | None, speed: float | None, start: str | None) -> Clock:
+def clock_from_flags(spec: str | None, speed: float | None, start: str | None) -> Clock:
     """``--clock`` alone, or a scaled clock from ``--clock-speed``/``--start``, or the system's."""
     if spec is not None and (speed is not None or start is not None):
         raise _fail("--clock cannot be combined with --clock-speed or --start")

@@ -28,16 +28,16 @@ def cli() -> typer.Typer:
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        (["--skus", "0"], "--skus 1-80000"),
-        (["--locations", "0"], "--locations must be >= 1"),
-        (["--port", "70000"], "--port 70000"),
+        (["--skus", "0"], "--skus 0: use 1-80000"),
+        (["--locations", "0"], "--locations 0: must be >= 1"),
+        (["--port", "70000"], "--port 70000: use 0-65535"),
         (["--faults", "sales@*:explode"], "unknown kind"),
         (["--clock-speed", "0"], "--clock-speed 0"),
         (["--start", "tomorrow"], "--start 'tomorrow'"),
         (["--clock", "manual:2025-11-17T08:00", "--clock-speed", "60"], "cannot be combined"),
         (["--clock", "lunar"], "--clock 'lunar'"),
         (["--history-from", "17/11/2025"], "--history-from"),
-        (["--cache-mb", "0"], "--cache-mb >= 1"),
+        (["--cache-mb", "0"], "--cache-mb 0: must be >= 1"),
     ],
 )
 def test_bad_flags_are_one_line_errors_with_exit_2(args: list[str], complaint: str) -> None:

@@ -80,14 +80,16 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _check_scale(port: int, locations: int, skus: int, lines: int, cache_mb: int | None) -> None:
-    if not 0 <= port <= 65535:
-        raise _fail(f"--port {port}: use 0-65535")
-    bad_cache = cache_mb is not None and cache_mb < 1
-    if locations < 1 or not 1 <= skus <= MAX_SKUS or lines < 0 or bad_cache:
-        raise _fail(
-            f"--locations must be >= 1 (got {locations}), --skus 1-{MAX_SKUS} (got {skus}), "
-            f"--lines-per-day >= 0 (got {lines}), --cache-mb >= 1 (got {cache_mb})"
-        )
+    checks = (
+        ("--port", port, 0 <= port <= 65535, "use 0-65535"),
+        ("--locations", locations, locations >= 1, "must be >= 1"),
+        ("--skus", skus, 1 <= skus <= MAX_SKUS, f"use 1-{MAX_SKUS}"),
+        ("--lines-per-day", lines, lines >= 0, "must be >= 0"),
+        ("--cache-mb", cache_mb, cache_mb is None or cache_mb >= 1, "must be >= 1"),
+    )
+    for flag, value, ok, fix in checks:
+        if not ok:
+            raise _fail(f"{flag} {value}: {fix}")
 
 
 def clock_from_flags(spec: str | None, speed: float | None, start: str | None) -> Clock:

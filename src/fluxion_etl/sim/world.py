@@ -51,6 +51,8 @@ def default_cache_mb(locations: int, lines_per_day: int) -> int:
 
 
 class SimWorld:
+    """The simulated chain at any simulated instant: KLK's rows, and the truth behind them."""
+
     def __init__(
         self,
         *,

@@ -1,0 +1,273 @@
+"""Inventory: current stock per (location, warehouse, sku), history only on change (SPEC §4.10).
+
+A catalogue is loaded in two steps inside the caller's transaction, so that the runner can hold a
+mass disappearance back (SPEC §4.9) without a second pass over KLK:
+
+    staged = stage_inventory(conn, location_id=..., warehouse_code=..., items=...)
+    apply = not is_mass_deletion(staged.disappearing, staged.current_total, threshold)
+    result = apply_inventory(conn, staged, run_id=..., now=..., apply_disappearances=apply)
+
+History rows: ``appeared`` (a new sku), ``changed`` (the stock differs: old and new stock),
+``disappeared`` (stored, but missing from the catalogue; only when disappearances are applied).
+A price- or tax-only change updates the current row but writes no history: the history answers
+"how did stock move", and prices change across the whole catalogue at once with the exchange rate,
+which would turn the history back into a full copy of every snapshot.
+
+Nothing is written for an identical catalogue. Each step runs a constant number of statements.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Connection, TextClause, bindparam, text
+
+from fluxion_etl.domain.records import CatalogueItem
+from fluxion_etl.store.bulk import column_list, columns_of, differs, stage
+from fluxion_etl.store.schema import inventory_current, products
+from fluxion_etl.store.types import UtcDateTime
+
+INVENTORY_STAGE = "fluxion_stage_inventory"
+PRODUCTS_STAGE = "fluxion_stage_products"
+STOCK_FIELDS = ("sku", "stock", "price_usd", "tax_rate")
+STOCK_VALUES = ("stock", "price_usd", "tax_rate")
+PRODUCT_FIELDS = (
+    "sku",
+    "barcode",
+    "name",
+    "category_code",
+    "subcategory_code",
+    "category_name",
+    "subcategory_name",
+    "brand",
+    "tax_rate",
+)
+PRODUCT_VALUES = PRODUCT_FIELDS[1:]
+
+# Bound values used both as a result column and in a comparison need one type on PostgreSQL.
+LOC = "CAST(:location_id AS VARCHAR)"
+WH = "CAST(:warehouse_code AS VARCHAR)"
+RUN = "CAST(:run_id AS BIGINT)"
+
+# Which stage currently fills the inventory staging table of a connection (see apply_inventory).
+_STAGE_OWNER = "fluxion_inventory_stage"
+_stage_tokens = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryStage:
+    """A catalogue staged for one warehouse, and what applying it would remove."""
+
+    location_id: str
+    warehouse_code: str
+    staged: int  # distinct skus in the catalogue
+    current_total: int  # skus stored for this warehouse before the load
+    disappearing: int  # stored skus the catalogue no longer lists
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryResult:
+    inserted: int
+    updated: int
+    unchanged: int
+    disappeared: int  # removed, or (when not applied) that would have been
+    history_rows: int
+
+
+def load_inventory(
+    conn: Connection,
+    *,
+    location_id: str,
+    warehouse_code: str,
+    items: Sequence[CatalogueItem],
+    run_id: int | None,
+    now: datetime,
+    apply_disappearances: bool = True,
+) -> InventoryResult:
+    """Stage and apply in one call, for callers that need no mass-disappearance guard."""
+    staged = stage_inventory(
+        conn, location_id=location_id, warehouse_code=warehouse_code, items=items
+    )
+    return apply_inventory(
+        conn, staged, run_id=run_id, now=now, apply_disappearances=apply_disappearances
+    )
+
+
+def stage_inventory(
+    conn: Connection, *, location_id: str, warehouse_code: str, items: Sequence[CatalogueItem]
+) -> InventoryStage:
+    """Stage the whole catalogue of one warehouse (duplicate skus: the last wins) and count what
+    would disappear. Apply it with ``apply_inventory`` in the same transaction, before staging
+    another catalogue on this connection."""
+    unique = list({item.sku: item for item in items}.values())
+    columns = [inventory_current.c[name] for name in STOCK_FIELDS]
+    stage(conn, INVENTORY_STAGE, columns, columns_of(unique, STOCK_FIELDS), key=("sku",))
+    current_total, disappearing = conn.execute(
+        _count_disappearing(), {"location_id": location_id, "warehouse_code": warehouse_code}
+    ).one()
+    token = next(_stage_tokens)
+    conn.info[_STAGE_OWNER] = token
+    return InventoryStage(
+        location_id=location_id,
+        warehouse_code=warehouse_code,
+        staged=len(unique),
+        current_total=int(current_total),
+        disappearing=int(disappearing or 0),
+        token=token,
+    )
+
+
+def _count_disappearing() -> TextClause:
+    return text(
+        f"""
+        SELECT count(*), sum(CASE WHEN s.sku IS NULL THEN 1 ELSE 0 END)
+        FROM inventory_current AS c LEFT JOIN {INVENTORY_STAGE} AS s ON s.sku = c.sku
+        WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+    )
+
+
+def apply_inventory(
+    conn: Connection,
+    staged: InventoryStage,
+    *,
+    run_id: int | None,
+    now: datetime,
+    apply_disappearances: bool = True,
+) -> InventoryResult:
+    """Upsert the staged catalogue into ``inventory_current`` and write history for what changed.
+
+    When ``apply_disappearances`` is false, stored articles missing from the catalogue are kept
+    (and only counted): the caller is holding a mass disappearance back.
+    """
+    if conn.info.get(_STAGE_OWNER) != staged.token:
+        raise RuntimeError(
+            f"the staged catalogue of {staged.location_id}/{staged.warehouse_code} was replaced "
+            "by a later stage_inventory on this connection; stage and apply one at a time"
+        )
+    params = {
+        "location_id": staged.location_id,
+        "warehouse_code": staged.warehouse_code,
+        "run_id": run_id,
+        "now": now,
+    }
+    inserted, updated = conn.execute(_count_changes(conn), params).one()
+    inserted, updated = int(inserted or 0), int(updated or 0)
+    history = conn.execute(_history_of_changes(conn), params).rowcount if inserted + updated else 0
+    if inserted + updated:
+        conn.execute(_upsert_changes(conn), params)
+    disappeared = staged.disappearing
+    if apply_disappearances and staged.disappearing:
+        history += conn.execute(_history_of_disappeared(), params).rowcount
+        disappeared = conn.execute(_delete_disappeared(), params).rowcount
+    return InventoryResult(
+        inserted=inserted,
+        updated=updated,
+        unchanged=staged.staged - inserted - updated,
+        disappeared=disappeared,
+        history_rows=history,
+    )
+
+
+def _changed_rows(conn: Connection) -> str:
+    """Staged rows that are new or differ from what is stored (``c.sku`` NULL = new)."""
+    return f"""
+        FROM {INVENTORY_STAGE} AS s
+        LEFT JOIN inventory_current AS c
+          ON c.location_id = {LOC} AND c.warehouse_code = {WH} AND c.sku = s.sku
+        WHERE (c.sku IS NULL OR {differs(conn, "c", "s", STOCK_VALUES)})
+    """
+
+
+def _typed(sql: str) -> TextClause:
+    return text(sql).bindparams(bindparam("now", type_=UtcDateTime()))
+
+
+def _count_changes(conn: Connection) -> TextClause:
+    return text(
+        "SELECT sum(CASE WHEN c.sku IS NULL THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN c.sku IS NULL THEN 0 ELSE 1 END) " + _changed_rows(conn)
+    )
+
+
+def _history_of_changes(conn: Connection) -> TextClause:
+    """Before the upsert, while the old stock is still there to read."""
+    stock_differs = differs(conn, "c", "s", ["stock"])
+    return _typed(
+        f"""
+        INSERT INTO inventory_history
+            (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
+             changed_at, run_id)
+        SELECT {LOC}, {WH}, s.sku,
+               CASE WHEN c.sku IS NULL THEN 'appeared' ELSE 'changed' END,
+               c.stock, s.stock, s.price_usd, :now, {RUN}
+        {_changed_rows(conn)} AND (c.sku IS NULL OR {stock_differs})
+        """
+    )
+
+
+def _upsert_changes(conn: Connection) -> TextClause:
+    assignments = ", ".join(f"{n} = excluded.{n}" for n in (*STOCK_VALUES, "updated_at", "run_id"))
+    return _typed(
+        f"""
+        INSERT INTO inventory_current
+            (location_id, warehouse_code, sku, stock, price_usd, tax_rate, updated_at, run_id)
+        SELECT {LOC}, {WH}, {column_list(STOCK_FIELDS, "s")}, :now, {RUN}
+        {_changed_rows(conn)}
+        ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {assignments}
+        """
+    )
+
+
+def _history_of_disappeared() -> TextClause:
+    return _typed(
+        f"""
+        INSERT INTO inventory_history
+            (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
+             changed_at, run_id)
+        SELECT c.location_id, c.warehouse_code, c.sku, 'disappeared', c.stock, NULL, c.price_usd,
+               :now, {RUN}
+        FROM inventory_current AS c
+        WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
+          AND NOT EXISTS (SELECT 1 FROM {INVENTORY_STAGE} AS s WHERE s.sku = c.sku)
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+    )
+
+
+def _delete_disappeared() -> TextClause:
+    # SQLite does not accept an alias on the DELETE target; the subquery names the table instead.
+    return text(
+        f"""
+        DELETE FROM inventory_current
+        WHERE location_id = :location_id AND warehouse_code = :warehouse_code
+          AND NOT EXISTS (
+              SELECT 1 FROM {INVENTORY_STAGE} AS s WHERE s.sku = inventory_current.sku
+          )
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+    )
+
+
+def upsert_products(conn: Connection, items: Iterable[CatalogueItem], now: datetime) -> int:
+    """The product master, once per run from every catalogue read (duplicate skus: the last wins).
+
+    Returns how many products were inserted or changed; identical ones are not written.
+    """
+    unique = list({item.sku: item for item in items}.values())
+    if not unique:
+        return 0
+    columns: list[Column[Any]] = [products.c[name] for name in PRODUCT_FIELDS]
+    stage(conn, PRODUCTS_STAGE, columns, columns_of(unique, PRODUCT_FIELDS), key=("sku",))
+    assignments = ", ".join(f"{n} = excluded.{n}" for n in (*PRODUCT_VALUES, "updated_at"))
+    sql = f"""
+        INSERT INTO products ({column_list(PRODUCT_FIELDS)}, updated_at)
+        SELECT {column_list(PRODUCT_FIELDS, "s")}, :now
+        FROM {PRODUCTS_STAGE} AS s LEFT JOIN products AS p ON p.sku = s.sku
+        WHERE (p.sku IS NULL OR {differs(conn, "p", "s", PRODUCT_VALUES)})
+        ON CONFLICT (sku) DO UPDATE SET {assignments}
+    """  # noqa: S608 - identifiers are our own constants; values are bound
+    return int(conn.execute(_typed(sql), {"now": now}).rowcount)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a database per test on both dialects (SQLite file and a fresh PostgreSQL database).
+"""Shared fixtures: a fresh database per test on both dialects (SQLite file, PostgreSQL database).
 
 PostgreSQL tests need the server on 127.0.0.1:5432 (trust auth). Locally they are skipped when it is
 down; with FLUXION_TEST_REQUIRE_POSTGRES=1 (CI) they fail instead, so CI cannot pass without them.
@@ -7,8 +7,10 @@ down; with FLUXION_TEST_REQUIRE_POSTGRES=1 (CI) they fail instead, so CI cannot 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,20 +44,25 @@ def require_postgres() -> None:
         _PG_OK = _pg_available()
     if not _PG_OK:
         if os.environ.get("FLUXION_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required (FLUXION_TEST_REQUIRE_POSTGRES=1)")
+            pytest.fail(
+                "PostgreSQL on 127.0.0.1:5432 is required (FLUXION_TEST_REQUIRE_POSTGRES=1)"
+            )
         pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database; dropped afterwards."""
-    require_postgres()
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def _pg_database(template: str | None = None) -> Iterator[str]:
     name = f"fluxion_t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    suffix = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{suffix}'))
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield name
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -63,8 +70,51 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; dropped afterwards."""
+    require_postgres()
+    with _pg_database() as name:
+        yield _pg_url(name)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'fluxion.db'}"
+
+
+@pytest.fixture(scope="session")
+def _migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Migrate once per session; each test then copies the result (a file, or CREATE … TEMPLATE)."""
+    from fluxion_etl.store.db import create_db_engine, upgrade
+
+    out: dict[str, str] = {}
+    sqlite_file = tmp_path_factory.mktemp("template") / "template.db"
+    eng = create_db_engine(f"sqlite:///{sqlite_file}")
+    upgrade(eng)
+    eng.dispose()  # the last connection closing checkpoints the WAL into the file
+    out["sqlite"] = str(sqlite_file)
+    with ExitStack() as stack:
+        if _PG_OK is None or _PG_OK:
+            try:
+                require_postgres()
+            except pytest.skip.Exception:
+                pass
+            else:
+                name = stack.enter_context(_pg_database())
+                eng = create_db_engine(_pg_url(name))
+                upgrade(eng)
+                eng.dispose()
+                out["postgresql"] = name
+        yield out
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(
+    request: pytest.FixtureRequest, tmp_path: Path, _migrated_templates: dict[str, str]
+) -> Iterator[str]:
+    """A fresh database URL at the current schema, once per dialect (for tests of processes)."""
+    with _fresh_migrated(request.param, tmp_path, _migrated_templates) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -74,17 +124,35 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(name))
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(
+    request: pytest.FixtureRequest, _migrated_templates: dict[str, str], tmp_path: Path
+) -> Iterator[Engine]:
     """An engine on a fresh database with the current schema, once per dialect."""
-    from fluxion_etl.store.db import create_db_engine, upgrade
+    from fluxion_etl.store.db import create_db_engine
 
-    eng = create_db_engine(db_url)
-    upgrade(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
+    with _fresh_migrated(request.param, tmp_path, _migrated_templates) as url:
+        eng = create_db_engine(url)
+        try:
+            yield eng
+        finally:
+            eng.dispose()
 
 
-__all__ = ["SAMPLES", "require_postgres", "schema"]
+@contextmanager
+def _fresh_migrated(dialect: str, tmp_path: Path, templates: dict[str, str]) -> Iterator[str]:
+    """SQLite: a copy of the migrated file. PostgreSQL: the session's migrated database, emptied
+    (much cheaper than CREATE/DROP DATABASE, which checkpoint the whole cluster)."""
+    if dialect == "sqlite":
+        target = tmp_path / "fluxion.db"
+        shutil.copyfile(templates["sqlite"], target)
+        yield f"sqlite:///{target}"
+        return
+    require_postgres()
+    url = _pg_url(templates["postgresql"])
+    eng = create_engine(url)
+    with eng.begin() as conn:  # DELETE beats TRUNCATE on tiny tables (no new relation files)
+        for table in reversed(schema.metadata.sorted_tables):
+            conn.execute(table.delete())
+    eng.dispose()
+    yield url

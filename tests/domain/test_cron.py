@@ -134,6 +134,8 @@ def test_naive_datetimes_are_refused() -> None:
         ("0 0 * FOO *", "'FOO' is not allowed"),
         ("*/0 * * * *", "step"),
         ("", "has 0 fields"),
+        ("5-5 * * * *", "the range '5-5' has one value"),  # croniter would read it as '*'
+        ("0 0 5 * 1#2", "cannot be combined with a day of month"),
     ],
 )
 def test_invalid_expressions_are_refused_with_the_reason(expression: str, message: str) -> None:

@@ -41,6 +41,7 @@ LAST = "L"  # the last day of the month (day-of-month), or the last such weekday
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 _LETTERS = re.compile(r"[A-Z]+")
+_ONE_VALUE_RANGE = re.compile(r"(?<![0-9A-Z])([0-9A-Z]+)-\1(?![0-9A-Z])")
 _REFERENCE = datetime(2000, 1, 1)  # noqa: DTZ001 - croniter matches naive local wall-clock times
 _MAX_DST_SHIFT = timedelta(hours=3)  # larger than any clock change in the tz database
 
@@ -90,7 +91,8 @@ def validate_cron(expression: str) -> str:
         raise CronError(expression, f"has {len(fields)} fields; use {FORMAT_HINT}")
     for index, field in enumerate(fields):
         _check_letters(expression, index, field)
-    _parse(normalised, expression)
+        _check_ranges(expression, index, field)
+    _check_nth_weekdays(_parse(normalised, expression), expression)
     _first_fire(normalised, expression)
     return normalised
 
@@ -106,6 +108,27 @@ def _check_letters(expression: str, index: int, field: str) -> None:
         else:
             reason = f"{word!r} is not allowed here"
         raise CronError(expression, f"{FIELD_NAMES[index]} field {field!r}: {reason}")
+
+
+def _check_ranges(expression: str, index: int, field: str) -> None:
+    """croniter reads a one-value range such as ``5-5`` as the whole field: refuse it."""
+    found = _ONE_VALUE_RANGE.search(field.upper())
+    if found:
+        raise CronError(
+            expression,
+            f"{FIELD_NAMES[index]} field {field!r}: the range {found.group(0)!r} has one value; "
+            f"write {found.group(1)!r}",
+        )
+
+
+def _check_nth_weekdays(parsed: croniter, expression: str) -> None:
+    """croniter requires both (not either) when ``d#n``/``Ld`` meets a day of month: refuse it."""
+    if parsed.nth_weekday_of_month and parsed.expanded[2] != ["*"]:
+        raise CronError(
+            expression,
+            "an n-th or last weekday (d#n, Ld) cannot be combined with a day of month; "
+            "use * for the day of month",
+        )
 
 
 def _parse(normalised: str, original: str) -> croniter:

@@ -255,14 +255,20 @@ def plan_fires(
 
 
 def _explained(planned: PlannedFire, schedule: ScheduleDef, now: datetime) -> PlannedFire:
-    detail = {
-        FireOutcome.SKIPPED_DISABLED: "the schedule is disabled",
-        FireOutcome.SKIPPED_INACTIVE_HOURS: "outside the active hours "
-        f"{schedule.active_hours.describe() if schedule.active_hours else ''} {schedule.timezone}",
-        FireOutcome.MISSED: f"{int((now - planned.scheduled_for).total_seconds())} s late, more "
-        f"than the maximum event age of {schedule.max_event_age_seconds} s",
-    }.get(planned.outcome) if planned.outcome else None
-    return replace(planned, detail=detail)
+    return replace(planned, detail=outcome_detail(schedule, planned, now))
+
+
+def outcome_detail(schedule: ScheduleDef, planned: PlannedFire, now: datetime) -> str | None:
+    """Why a fire was not started, in words for ``fires list`` and the API answer."""
+    if planned.outcome is FireOutcome.SKIPPED_DISABLED:
+        return "the schedule is disabled"
+    if planned.outcome is FireOutcome.SKIPPED_INACTIVE_HOURS:
+        hours = schedule.active_hours.describe() if schedule.active_hours else ""
+        return f"outside the active hours {hours} ({schedule.timezone})"
+    if planned.outcome is FireOutcome.MISSED:
+        late = int((now - planned.scheduled_for).total_seconds())
+        return f"{late} s late, over the maximum event age of {schedule.max_event_age_seconds} s"
+    return None
 
 
 def fire_request(schedule: ScheduleDef, scheduled_for: datetime) -> RunRequest:

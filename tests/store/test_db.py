@@ -1,4 +1,4 @@
-"""Engines and the schema lifecycle on both dialects: pragmas, write serialisation, migrations, CLI."""
+"""Engines and the schema lifecycle on both dialects: pragmas, serialised writes, migrations, CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import typer
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, func, inspect, insert, select, text
+from sqlalchemy import Engine, func, insert, inspect, select, text
 from typer.testing import CliRunner
 
 import fluxion_etl
@@ -32,6 +32,7 @@ from fluxion_etl.store.db import (
 from fluxion_etl.store.schema import audit_log, metadata
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+TIMEOUTS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
 
 
 def test_live_schema_matches_the_declared_metadata(engine: Engine) -> None:

@@ -1,4 +1,4 @@
-"""Engines and the schema lifecycle on both dialects: pragmas, serialised writes, migrations, CLI."""
+"""Engines and schema lifecycle on both dialects: pragmas, serialised writes, migrations, CLI."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ def test_the_example_context_reads_into_settings() -> None:
 
 
 def test_a_missing_context_says_where_to_start() -> None:
-    with pytest.raises(DeploySettingsError, match="copy the example in deploy/aws/cdk.json"):
+    with pytest.raises(DeploySettingsError, match=r"copy the example in deploy/aws/cdk\.json"):
         DeploySettings.from_context(None)
 
 

@@ -26,7 +26,8 @@ from fluxion_etl.domain.records import (
 )
 from fluxion_etl.errors import ConfigError
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _ID = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
 DEFAULT_TIMEZONE = "America/Caracas"
@@ -76,7 +77,7 @@ class LocationModel(_Strict):
 class ActiveHoursModel(_Strict):
     start: time
     end: time
-    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(WEEKDAYS)
+    weekdays: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
 
 
 class ScheduleModel(_Strict):

@@ -135,7 +135,7 @@ def _print_run(rt: Runtime, run_id: int) -> None:
             item.location_id, item.status, str(item.fetched), str(item.inserted), str(item.updated),
             str(item.unchanged), str(item.deleted), str(item.held), str(total_ms), error[:80],
         )
-    Console(width=160 if not is_terminal() else None).print(table)
+    Console(width=None if is_terminal() else 200).print(table)
     if run.error_message:
         typer.echo(run.error_message)
 
@@ -168,7 +168,7 @@ def runs_list(
             r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
             (r.error_message or "")[:60],
         )
-    Console().print(table)
+    Console(width=None if is_terminal() else 200).print(table)
 
 
 @runs_app.command("show")
@@ -202,24 +202,24 @@ def locations_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     from fluxion_etl.cli.common import settings_and_config
 
     _, config = settings_and_config()
-    rows = [
-        {
-            "id": loc.id, "name": loc.name, "kind": loc.kind.value, "branch": loc.branch_code,
-            "warehouses": [f"{w.code} ({w.role.value})" for w in loc.warehouses],
-            "timezone": loc.timezone, "active": loc.active, "region": loc.region,
-        }
-        for loc in config.locations
-    ]
     if as_json:
-        print_json(rows)
+        print_json([
+            {
+                "id": loc.id, "name": loc.name, "kind": loc.kind.value, "branch": loc.branch_code,
+                "warehouses": [{"code": w.code, "role": w.role.value} for w in loc.warehouses],
+                "timezone": loc.timezone, "active": loc.active, "region": loc.region,
+            }
+            for loc in config.locations
+        ])
         return
     table = Table(title=config.source, title_justify="left")
     for col in ("id", "name", "kind", "branch", "warehouses", "timezone", "active"):
         table.add_column(col)
-    for row in rows:
+    for loc in config.locations:
+        warehouses = ", ".join(f"{w.code} ({w.role.value})" for w in loc.warehouses)
         table.add_row(
-            row["id"], row["name"], row["kind"], row["branch"] or "-", ", ".join(row["warehouses"]),
-            row["timezone"], "yes" if row["active"] else "no",
+            loc.id, loc.name, loc.kind.value, loc.branch_code or "-", warehouses, loc.timezone,
+            "yes" if loc.active else "no",
         )
     Console().print(table)
 

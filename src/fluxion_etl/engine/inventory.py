@@ -33,7 +33,7 @@ def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[Catalogue
         ctx.commit_success(conn, result)
     ctx.log.info(
         "inventory loaded", ctx.location.id, **_counter_fields(result.counters),
-        held=result.held_message,
+        held_detail=result.held_message,
     )
     return result, [item for c in catalogues for item in c.items]
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 
 from fluxion_etl.domain.records import Location
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase, ItemStatus, Job
+from fluxion_etl.engine.crashpoints import crash_point
 from fluxion_etl.engine.outcome import LocationFailure, LocationResult
 from fluxion_etl.engine.runlog import RunLog
 from fluxion_etl.engine.runtime import Runtime
@@ -68,3 +69,4 @@ class LocationContext:
             conn, job=self.job.value, location_id=self.location.id, run_id=self.run_id,
             now=now, watermark=watermark,
         )
+        crash_point("loading", self.location.id)

@@ -18,7 +18,7 @@ class LocationFailure(FluxionError):
 
     def __init__(
         self,
-        category: ErrorCategory,
+        category: ErrorCategory | None,
         phase: ErrorPhase,
         message: str,
         *,
@@ -27,7 +27,12 @@ class LocationFailure(FluxionError):
     ) -> None:
         self.category, self.phase, self.message = category, phase, message
         self.raw, self.call = raw, call
-        super().__init__(f"{phase.value}: {category.value}: {message}")
+        super().__init__(f"{phase.value}: {self.category_value or 'internal'}: {message}")
+
+    @property
+    def category_value(self) -> str | None:
+        """None only for an internal error (a bug), which fits none of SPEC §4's categories."""
+        return self.category.value if self.category is not None else None
 
 
 @dataclass

@@ -15,10 +15,12 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, timedelta
 
+import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from fluxion_etl.domain.records import CatalogueItem, Location
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase, ItemStatus, Job, RunStatus
+from fluxion_etl.engine.crashpoints import crash_point
 from fluxion_etl.engine.inventory import sync_inventory
 from fluxion_etl.engine.location import LocationContext
 from fluxion_etl.engine.outcome import LocationFailure
@@ -46,7 +48,7 @@ def execute_run(rt: Runtime, run_id: int) -> RunStatus:
         return RunStatus(existing.status) if existing else RunStatus.FAILED
     job = Job(run.job)
     log = RunLog(rt.engine, rt.clock, run_id=run_id, job=job.value, max_lines=rt.settings.run_log_max_lines)
-    locations = locations_for(rt, job, run.scope)
+    locations = locations_for(rt, job, list(run.scope) if run.scope is not None else None)
     with rt.engine.begin() as conn:
         ledger.create_items(conn, run_id, [loc.id for loc in locations])
     log.info("run started", locations=len(locations), trigger=run.trigger, requested_by=run.requested_by)
@@ -128,12 +130,18 @@ def _process_location(ctx: LocationContext, run: RunRow) -> tuple[ItemStatus, li
             ledger.start_item(conn, run.id, loc.id, now=rt.clock.now())
         ctx.log.info("location started", loc.id)
         products = _run_pipeline(ctx, run)
+        crash_point("committed", loc.id)
         return ItemStatus.SUCCEEDED, products
     except LocationFailure as failure:
         _record_failure(ctx, failure)
         return ItemStatus.FAILED, []
     except SQLAlchemyError as exc:
         _record_failure(ctx, LocationFailure(ErrorCategory.DATABASE, ErrorPhase.LOAD, _short(exc)))
+        return ItemStatus.FAILED, []
+    except Exception as exc:  # a bug must fail one location loudly, not the whole run
+        structlog.get_logger("fluxion.run").exception("unexpected error", location_id=loc.id)
+        message = f"internal error: {type(exc).__name__}: {_short(exc)}"
+        _record_failure(ctx, LocationFailure(None, ErrorPhase.LOAD, message))
         return ItemStatus.FAILED, []
     finally:
         _release_quietly(ctx)
@@ -144,7 +152,8 @@ def _run_pipeline(ctx: LocationContext, run: RunRow) -> list[CatalogueItem]:
         _, products = sync_inventory(ctx)
         return products
     if ctx.job is Job.RECONCILE:
-        days = int(ctx.params.get("days") or ctx.rt.settings.reconcile_days)
+        days = ctx.params.get("days")
+        days = days if isinstance(days, int) and days > 0 else ctx.rt.settings.reconcile_days
         sync_sales_days(ctx, reconcile_days(ctx, days), skip_covered=False)
     elif run.date_from is not None and run.date_to is not None:
         sync_sales_days(ctx, _days(run.date_from, run.date_to), skip_covered=True)
@@ -176,24 +185,24 @@ def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
             if failure.raw is not None:
                 ledger.save_raw_payload(
                     conn, run_id=ctx.run_id, location_id=loc.id, call=failure.call or "?",
-                    category=failure.category.value, body=failure.raw, now=now,
+                    category=failure.category_value or "internal", body=failure.raw, now=now,
                     max_bytes=rt.settings.raw_payload_max_bytes,
                 )
             ledger.finish_item(
                 conn, ctx.run_id, loc.id, ItemStatus.FAILED, now=now,
-                error_category=failure.category.value, error_phase=failure.phase.value,
+                error_category=failure.category_value, error_phase=failure.phase.value,
                 error_message=failure.message[:2000],
             )
             sync_state.record_failure(
                 conn, job=ctx.job.value, location_id=loc.id, now=now,
-                category=failure.category.value, message=failure.message[:2000],
+                category=failure.category_value or "internal", message=failure.message[:2000],
                 threshold=rt.settings.circuit_failure_threshold,
                 reset_after=timedelta(seconds=rt.settings.circuit_reset_seconds),
             )
     except SQLAlchemyError as exc:
         ctx.log.error("could not record the failure", loc.id, error=_short(exc))
     ctx.log.error(
-        "location failed", loc.id, category=failure.category.value, phase=failure.phase.value,
+        "location failed", loc.id, category=failure.category_value, phase=failure.phase.value,
         message=failure.message[:500],
     )
 

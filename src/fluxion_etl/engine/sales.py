@@ -138,8 +138,14 @@ def _remove_voids(
     result: LocationResult,
 ) -> None:
     keep = {line.key for line in batch.lines}
-    args = {"location_id": ctx.location.id, "start": window.start, "end": window.end, "keep_keys": keep}
-    missing = sales_loader.delete_missing_sales(conn, **args, apply=False)
+
+    def delete_missing(apply: bool) -> int:
+        return sales_loader.delete_missing_sales(
+            conn, location_id=ctx.location.id, start=window.start, end=window.end,
+            keep_keys=keep, apply=apply,
+        )
+
+    missing = delete_missing(False)
     if not missing:
         return
     stored = _stored_lines(conn, ctx.location.id, window)
@@ -155,7 +161,7 @@ def _remove_voids(
         result.held_message = "; ".join(filter(None, [result.held_message, note]))
         ctx.log.warning("mass deletion held", ctx.location.id, detail=note)
         return
-    deleted = sales_loader.delete_missing_sales(conn, **args, apply=True)
+    deleted = delete_missing(True)
     held.resolve_held_deletions(conn, location_id=ctx.location.id, subject=subject, now=ctx.rt.clock.now())
     result.counters += ItemCounters(deleted=deleted)
     ctx.log.info("voided lines removed", ctx.location.id, day=window.day.isoformat(), deleted=deleted)

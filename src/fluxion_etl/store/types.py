@@ -81,4 +81,5 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):
             return parse_utc_text(value)
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        instant: datetime = value
+        return instant.astimezone(UTC) if instant.tzinfo else instant.replace(tzinfo=UTC)

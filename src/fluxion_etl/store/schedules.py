@@ -141,9 +141,13 @@ def seed_schedules(conn: Connection, defs: tuple[ScheduleDef, ...], now: datetim
 def _seed_one(conn: Connection, definition: ScheduleDef, now: datetime) -> str:
     digest = definition.seed_hash()
     values = {**_row_values(definition), "seed_hash": digest, "updated_by": SEED_ACTOR}
-    stmt = insert_for(conn, schedules).values(**values, updated_at=now)
-    inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=[schedules.c.name]))
-    if inserted.rowcount == 1:
+    stmt = (
+        insert_for(conn, schedules)
+        .values(**values, updated_at=now)
+        .on_conflict_do_nothing(index_elements=[schedules.c.name])
+        .returning(schedules.c.name)
+    )
+    if conn.execute(stmt).scalar_one_or_none() is not None:
         return "inserted"
     followed = conn.execute(
         update(schedules)
@@ -308,8 +312,9 @@ def record_fire(
         insert_for(conn, fires)
         .values(values)
         .on_conflict_do_nothing(index_elements=[fires.c.schedule_name, fires.c.scheduled_for])
+        .returning(fires.c.schedule_name)
     )
-    created = conn.execute(stmt).rowcount == 1
+    created = conn.execute(stmt).scalar_one_or_none() is not None
     first = get_fire(conn, schedule_name, scheduled_for)
     assert first is not None  # just inserted, or inserted before
     return RecordedFire(outcome if created else FireOutcome.DUPLICATE, not created, first)

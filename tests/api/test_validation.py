@@ -132,3 +132,20 @@ def test_a_huge_run_id_is_422_not_a_database_error(api: Api) -> None:
     answer = api.client.get("/api/etl/runs/" + "9" * 30, headers=api.auth("read"))
 
     assert answer.status_code == 422
+
+
+def test_an_instant_utc_cannot_express_is_422_not_a_crash(api: Api) -> None:
+    since = api.client.get(
+        "/api/etl/runs", params={"since": "0001-01-01T00:00:00+14:00"}, headers=api.auth("read")
+    )
+    fire = api.client.post(
+        SYNC,
+        json=None,
+        headers={
+            **api.auth("trigger"),
+            "X-Fluxion-Schedule": "inventory",
+            "X-Fluxion-Scheduled-Time": "0001-01-01T00:00:00+14:00",
+        },
+    )
+
+    assert (since.status_code, fire.status_code) == (422, 422)

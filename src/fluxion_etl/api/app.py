@@ -111,8 +111,8 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     log.error("database unavailable", path=request.url.path, error=type(exc).__name__)
     return _answer(
         503,
-        "the database is not reachable; the call did nothing. Retry later, and see "
-        "/readyz and the service log.",
+        "the database cannot be used right now (unreachable, or its schema is not ready): "
+        "the call did nothing. Retry later; /readyz says what is wrong.",
     )
 
 

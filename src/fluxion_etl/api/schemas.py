@@ -9,10 +9,18 @@ the field rather than a silently ignored option.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from fluxion_etl.domain.states import (
     ErrorCategory,
@@ -39,6 +47,15 @@ def _iso_date(value: object) -> object:
         raise ValueError(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
 
 
+def _utc_instant(value: datetime) -> datetime:
+    """The instant in UTC; one UTC cannot express (year 1 at +14:00) is refused, not a 500."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+UtcInstant = Annotated[AwareDatetime, AfterValidator(_utc_instant)]
 LocalDate = Annotated[
     date,
     BeforeValidator(_iso_date),

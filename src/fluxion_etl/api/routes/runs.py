@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi import status as http
-from pydantic import AwareDatetime
 
 from fluxion_etl.api.deps import MAX_ID, Admin, Reader, RunId, Services
 from fluxion_etl.api.schemas import (
@@ -20,6 +19,7 @@ from fluxion_etl.api.schemas import (
     RunOut,
     RunsPage,
     Timings,
+    UtcInstant,
 )
 from fluxion_etl.domain.requests import ItemCounters
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
@@ -47,7 +47,7 @@ def list_runs(
     location: Annotated[str | None, Query(max_length=64, description="A location id.")] = None,
     trigger: Trigger | None = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="Created at or after (ISO 8601, with offset).")
+        UtcInstant | None, Query(description="Created at or after (ISO 8601, with offset).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -170,13 +170,14 @@ def _fire(schedule: str | None, scheduled_time: str | None) -> ScheduledFire | N
         )
     try:
         when = datetime.fromisoformat(scheduled_time.strip())
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        utc = when.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadInputError(
             SCHEDULED_TIME_HEADER, "must be ISO 8601 with an offset, e.g. 2026-01-05T14:00:00Z"
-        )
-    return ScheduledFire(schedule_name=schedule, scheduled_for=when.astimezone(UTC))
+        ) from None
+    return ScheduledFire(schedule_name=schedule, scheduled_for=utc)
 
 
 def _trigger(

@@ -1,0 +1,77 @@
+"""Over a real uvicorn server on loopback: 50 concurrent identical triggers with one Idempotency-Key
+create exactly one run (the database's unique key decides, not a check-then-insert)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+from api_support import NOW, FakeLauncher, make_services, make_tokens
+from sqlalchemy import Engine, func, select
+
+from fluxion_etl.api.app import create_app
+from fluxion_etl.domain.clock import ManualClock
+from fluxion_etl.store.schema import runs
+
+CALLERS = 50
+
+
+@pytest.fixture
+def served(engine: Engine) -> Iterator[tuple[str, str, FakeLauncher]]:
+    """(base URL, trigger token, launcher) of the API served by uvicorn on a free loopback port."""
+    launcher = FakeLauncher()
+    services = make_services(engine, ManualClock(NOW), launcher)
+    token = make_tokens(engine, NOW)["trigger"]
+    config = uvicorn.Config(
+        create_app(services.settings, services=services),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", token, launcher
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_concurrent_identical_triggers_with_one_key_create_one_run(
+    served: tuple[str, str, FakeLauncher], engine: Engine
+) -> None:
+    base, token, launcher = served
+    start = threading.Barrier(CALLERS)
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Idempotency-Key": "eventbridge-2026-01-05T14:00",
+    }
+
+    def trigger() -> httpx.Response:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            start.wait()
+            return client.post("/api/etl/sync", json={"ubicacion_id": None}, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=CALLERS) as pool:
+        answers = list(pool.map(lambda _: trigger(), range(CALLERS)))
+
+    codes = Counter(a.status_code for a in answers)
+    assert codes == {202: 1, 200: CALLERS - 1}, [a.text for a in answers if a.status_code >= 300]
+    assert len({a.json()["run_id"] for a in answers}) == 1
+    assert all(a.json()["status"] == "running" for a in answers)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(runs)).scalar_one() == 1
+    assert len(launcher.launched) == 1

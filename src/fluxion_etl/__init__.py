@@ -1,3 +1,3 @@
-"""fluxion-etl: keeps a retail chain's inventory and sales fresh from its KLK point-of-sale system."""
+"""fluxion-etl: keeps a retail chain's inventory and sales fresh from its KLK POS system."""
 
 __version__ = "0.1.0"

@@ -196,15 +196,19 @@ def _check_semantics(model: FileModel, source: str) -> None:
         seen.add(loc.id)
         if loc.kind is LocationKind.STORE and not loc.branch_code:
             raise ConfigError(
-                source, f"{key}.branch_code", None,
+                source,
+                f"{key}.branch_code",
+                None,
                 "a store needs its KLK branch code (e.g. SUC001); "
-                "use kind = \"distribution_centre\" for a location without sales",
+                'use kind = "distribution_centre" for a location without sales',
             )
         roles = [w.role for w in loc.warehouses]
         if loc.kind is LocationKind.STORE and WarehouseRole.SALES_FLOOR not in roles:
             raise ConfigError(
-                source, f"{key}.warehouses", [w.code for w in loc.warehouses],
-                "a store needs one warehouse with role = \"sales_floor\" (its sales are read there)",
+                source,
+                f"{key}.warehouses",
+                [w.code for w in loc.warehouses],
+                'a store needs one warehouse with role = "sales_floor" (its sales are read there)',
             )
         if roles.count(WarehouseRole.SALES_FLOOR) > 1:
             raise ConfigError(source, f"{key}.warehouses", roles, "only one sales_floor warehouse")
@@ -216,7 +220,9 @@ def _check_semantics(model: FileModel, source: str) -> None:
         for loc_id in sched.locations or []:
             if loc_id not in seen:
                 raise ConfigError(
-                    source, f"schedules[{i}].locations", loc_id,
+                    source,
+                    f"schedules[{i}].locations",
+                    loc_id,
                     f"unknown location; known: {', '.join(sorted(seen))}",
                 )
 

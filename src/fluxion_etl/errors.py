@@ -85,7 +85,9 @@ class KlkBadPayloadError(KlkError):
 class KlkCountMismatchError(KlkError):
     category = ErrorCategory.COUNT_MISMATCH
 
-    def __init__(self, call: str, declared: int, returned: int, *, raw: bytes | None = None) -> None:
+    def __init__(
+        self, call: str, declared: int, returned: int, *, raw: bytes | None = None
+    ) -> None:
         self.declared, self.returned = declared, returned
         super().__init__(call, f"meta declares {declared} rows, {returned} returned", raw=raw)
 
@@ -93,7 +95,9 @@ class KlkCountMismatchError(KlkError):
 class MassDeletionHeldError(FluxionError):
     category = ErrorCategory.MASS_DELETION_HELD
 
-    def __init__(self, location_id: str, what: str, count: int, total: int, threshold: float) -> None:
+    def __init__(
+        self, location_id: str, what: str, count: int, total: int, threshold: float
+    ) -> None:
         self.location_id, self.count, self.total = location_id, count, total
         super().__init__(
             f"{location_id}: {count} of {total} {what} would be deleted "

@@ -13,7 +13,9 @@ def configure_logging(fmt: str = "auto", *, quiet: bool = False) -> None:
     command's own output by sending log lines to stderr at warning level and above."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     level = logging.WARNING if quiet else logging.INFO
     structlog.configure(

@@ -1,4 +1,4 @@
-"""Settings from the environment (prefix ``FLUXION_``). Built by ``load_settings()``, never at import."""
+"""Settings from the environment (prefix ``FLUXION_``), built by ``load_settings()``."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     scheduler: Literal["embedded", "external"] = "embedded"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    # FLUXION_LAUNCHER=ecs: each run is an ECS task ``fluxion-etl worker --run-id ID`` (launchers.ecs).
+    # FLUXION_LAUNCHER=ecs: each run is an ECS task ``fluxion-etl worker --run-id ID``.
     ecs_cluster: str | None = None
     ecs_task_definition: str | None = None  # family (latest ACTIVE revision), family:rev or ARN
     ecs_subnets: Annotated[tuple[str, ...], NoDecode] = ()  # comma-separated ids

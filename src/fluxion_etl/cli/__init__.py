@@ -1,1 +1,1 @@
-"""The ``fluxion-etl`` command line (Typer). Each area registers its commands from its own module."""
+"""The ``fluxion-etl`` command line (Typer); each area registers commands from its module."""

@@ -31,7 +31,8 @@ def open_runtime(*, check_schema: bool = True) -> Iterator[Runtime]:
 
     from fluxion_etl.klk.client import KlkClient
     from fluxion_etl.logs import configure_logging
-    from fluxion_etl.store.db import check_schema as check, create_db_engine
+    from fluxion_etl.store.db import check_schema as check
+    from fluxion_etl.store.db import create_db_engine
 
     settings, config = settings_and_config()
     configure_logging(settings.log_format, quiet=True)

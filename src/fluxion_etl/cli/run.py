@@ -21,7 +21,9 @@ from fluxion_etl.engine.submit import submit
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.store import leases, ledger
 
-run_app = typer.Typer(help="Run a job now and wait for it (exit 0 succeeded, 1 partial/failed, 2 bad input).")
+run_app = typer.Typer(
+    help="Run a job now and wait for it (exit 0 succeeded, 1 partial/failed, 2 bad input)."
+)
 runs_app = typer.Typer(help="The run ledger.")
 locations_app = typer.Typer(help="The configured locations.")
 
@@ -45,7 +47,9 @@ def run_inventory(location: LocationOpt = None) -> None:
 @run_app.command("sales")
 def run_sales(
     location: LocationOpt = None,
-    date_from: Annotated[str | None, typer.Option("--from", help="First local day, YYYY-MM-DD.")] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="First local day, YYYY-MM-DD.")
+    ] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last local day, inclusive.")] = None,
 ) -> None:
     """Sync sales since each location's watermark, or backfill whole local days --from/--to."""
@@ -71,8 +75,11 @@ def _run_and_report(job: Job, trigger: Trigger, location: list[str] | None, **kw
     with open_runtime() as rt:
         _reap(rt)
         request = RunRequest(
-            job=job, trigger=trigger, locations=tuple(location) if location else None,
-            requested_by=f"cli:{_user()}", **kwargs,
+            job=job,
+            trigger=trigger,
+            locations=tuple(location) if location else None,
+            requested_by=f"cli:{_user()}",
+            **kwargs,
         )
         result = submit(rt.engine, request, config=rt.config, settings=rt.settings, clock=rt.clock)
         scope = locations_for(rt, job, list(request.locations) if request.locations else None)
@@ -83,7 +90,9 @@ def _run_and_report(job: Job, trigger: Trigger, location: list[str] | None, **kw
 
 def _reap(rt: Runtime) -> None:
     with rt.engine.begin() as conn:
-        leases.reap_expired(conn, now=rt.clock.now(), ttl=timedelta(seconds=rt.settings.lease_ttl_seconds))
+        leases.reap_expired(
+            conn, now=rt.clock.now(), ttl=timedelta(seconds=rt.settings.lease_ttl_seconds)
+        )
 
 
 def _execute_with_progress(rt: Runtime, run_id: int, total: int) -> RunStatus:
@@ -91,7 +100,12 @@ def _execute_with_progress(rt: Runtime, run_id: int, total: int) -> RunStatus:
     if not is_terminal() or total <= 1:
         rt.on_progress = _plain_progress
         return execute_run(rt, run_id)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(f"run {run_id}", total=total)
         rt.on_progress = _bar_progress(progress, task)
@@ -126,14 +140,33 @@ def _print_run(rt: Runtime, run_id: int) -> None:
         items = ledger.get_items(conn, run_id)
     assert run is not None
     table = Table(title=f"run {run.id} {run.job}: {run.status}", title_justify="left")
-    for col in ("location", "status", "fetched", "ins", "upd", "same", "del", "held", "ms", "error"):
+    for col in (
+        "location",
+        "status",
+        "fetched",
+        "ins",
+        "upd",
+        "same",
+        "del",
+        "held",
+        "ms",
+        "error",
+    ):
         table.add_column(col)
     for item in items:
         error = f"{item.error_category or ''} {item.error_message or ''}".strip()
         total_ms = item.extract_ms + item.transform_ms + item.load_ms
         table.add_row(
-            item.location_id, item.status, str(item.fetched), str(item.inserted), str(item.updated),
-            str(item.unchanged), str(item.deleted), str(item.held), str(total_ms), error[:80],
+            item.location_id,
+            item.status,
+            str(item.fetched),
+            str(item.inserted),
+            str(item.updated),
+            str(item.unchanged),
+            str(item.deleted),
+            str(item.held),
+            str(total_ms),
+            error[:80],
         )
     Console(width=None if is_terminal() else 200).print(table)
     if run.error_message:
@@ -152,7 +185,9 @@ def runs_list(
     if job is not None and job not in {j.value for j in Job}:
         raise BadInputError("--job", f"{job!r}: use one of {', '.join(j.value for j in Job)}")
     if status is not None and status not in {s.value for s in RunStatus}:
-        raise BadInputError("--status", f"{status!r}: use one of {', '.join(s.value for s in RunStatus)}")
+        raise BadInputError(
+            "--status", f"{status!r}: use one of {', '.join(s.value for s in RunStatus)}"
+        )
     with open_runtime() as rt, rt.engine.connect() as conn:
         rows = ledger.list_runs(conn, job=job, status=status, location_id=location, limit=limit)
     if as_json:
@@ -163,7 +198,11 @@ def runs_list(
         table.add_column(col)
     for r in rows:
         table.add_row(
-            str(r.id), r.job, r.status, r.trigger, r.requested_by or "",
+            str(r.id),
+            r.job,
+            r.status,
+            r.trigger,
+            r.requested_by or "",
             r.created_at.isoformat(timespec="seconds"),
             r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
             (r.error_message or "")[:60],
@@ -172,9 +211,7 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(
-    run_id: int, as_json: Annotated[bool, typer.Option("--json")] = False
-) -> None:
+def runs_show(run_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One run: its locations, counters, phase timings and errors."""
     with open_runtime() as rt:
         with rt.engine.connect() as conn:
@@ -203,14 +240,21 @@ def locations_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 
     _, config = settings_and_config()
     if as_json:
-        print_json([
-            {
-                "id": loc.id, "name": loc.name, "kind": loc.kind.value, "branch": loc.branch_code,
-                "warehouses": [{"code": w.code, "role": w.role.value} for w in loc.warehouses],
-                "timezone": loc.timezone, "active": loc.active, "region": loc.region,
-            }
-            for loc in config.locations
-        ])
+        print_json(
+            [
+                {
+                    "id": loc.id,
+                    "name": loc.name,
+                    "kind": loc.kind.value,
+                    "branch": loc.branch_code,
+                    "warehouses": [{"code": w.code, "role": w.role.value} for w in loc.warehouses],
+                    "timezone": loc.timezone,
+                    "active": loc.active,
+                    "region": loc.region,
+                }
+                for loc in config.locations
+            ]
+        )
         return
     table = Table(title=config.source, title_justify="left")
     for col in ("id", "name", "kind", "branch", "warehouses", "timezone", "active"):
@@ -218,7 +262,12 @@ def locations_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     for loc in config.locations:
         warehouses = ", ".join(f"{w.code} ({w.role.value})" for w in loc.warehouses)
         table.add_row(
-            loc.id, loc.name, loc.kind.value, loc.branch_code or "-", warehouses, loc.timezone,
+            loc.id,
+            loc.name,
+            loc.kind.value,
+            loc.branch_code or "-",
+            warehouses,
+            loc.timezone,
             "yes" if loc.active else "no",
         )
     Console().print(table)

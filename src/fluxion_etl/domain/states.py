@@ -1,4 +1,4 @@
-"""The one vocabulary of states and outcomes (SPEC §4), shared by database, API, CLI, UI and metrics."""
+"""The one vocabulary of states and outcomes (SPEC §4): database, API, CLI, UI and metrics."""
 
 from __future__ import annotations
 

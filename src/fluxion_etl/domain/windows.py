@@ -1,8 +1,8 @@
 """Sales windows in store-local time (SPEC §4.8). Pure functions: no I/O, no clock reads.
 
-Every KLK sales call names the location's warehouse and stays within one local day, so a window that
-crosses local midnight is split. Windows are half-open ``[start, end)`` in UTC; ``day``, ``start_time``
-and ``end_time`` are what the KLK call sends (``None`` times = the whole local day).
+Every KLK sales call names the location's warehouse and stays within one local day, so a window
+that crosses local midnight is split. Windows are half-open ``[start, end)`` in UTC; ``day``,
+``start_time`` and ``end_time`` are what the KLK call sends (``None`` = from/to the day's edge).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class SalesWindow:
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    """The UTC instant at which local ``day`` starts (first valid instant if midnight is skipped)."""
+    """The UTC instant at which local ``day`` starts (first valid instant)."""
     naive = datetime.combine(day, time(0, 0))
     return naive.replace(tzinfo=zone).astimezone(UTC)
 
@@ -90,7 +90,7 @@ def backfill_days(date_from: date, date_to: date) -> list[date]:
 
 
 def day_windows(day: date, *, now: datetime, zone: ZoneInfo) -> SalesWindow | None:
-    """A backfill/reconcile window for one local day, cut at ``now`` for today; None if in the future."""
+    """A backfill/reconcile window for one local day, cut at ``now`` today; None in the future."""
     start, end = local_day_bounds(day, zone)
     if start >= now:
         return None

@@ -2,7 +2,7 @@
 
 ``FLUXION_CRASH_AT="loading:tienda_03,committed:tienda_02"`` makes the process SIGKILL itself at
 those points: ``loading:<location>`` inside the location's load transaction before it commits,
-``committed:<location>`` right after it committed. Unset in production: then this is one dict lookup.
+``committed:<location>`` right after it committed. Unset in production (one env lookup).
 """
 
 from __future__ import annotations

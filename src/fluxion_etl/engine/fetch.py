@@ -18,7 +18,9 @@ T = TypeVar("T")
 _DECODE_CATEGORIES = {ErrorCategory.BAD_PAYLOAD}
 
 
-def fetch(ctx: LocationContext, call: str, do: Callable[[], Fetched[T]], result: LocationResult) -> T:
+def fetch(
+    ctx: LocationContext, call: str, do: Callable[[], Fetched[T]], result: LocationResult
+) -> T:
     """Run ``do`` (a KlkClient call); extract and decode time go to their phases."""
     started = time.perf_counter()
     try:

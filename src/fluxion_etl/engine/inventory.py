@@ -32,7 +32,9 @@ def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[Catalogue
         result.held_message = "; ".join(held) or None
         ctx.commit_success(conn, result)
     ctx.log.info(
-        "inventory loaded", ctx.location.id, **_counter_fields(result.counters),
+        "inventory loaded",
+        ctx.location.id,
+        **_counter_fields(result.counters),
         held_detail=result.held_message,
     )
     return result, [item for c in catalogues for item in c.items]
@@ -55,7 +57,9 @@ def _load_one(
 ) -> tuple[ItemCounters, str | None]:
     settings = ctx.rt.settings
     staged = inventory_loader.stage_inventory(
-        conn, location_id=ctx.location.id, warehouse_code=catalogue.warehouse_code,
+        conn,
+        location_id=ctx.location.id,
+        warehouse_code=catalogue.warehouse_code,
         items=catalogue.items,
     )
     threshold = settings.mass_deletion_threshold
@@ -63,29 +67,47 @@ def _load_one(
         staged.disappearing, staged.current_total, threshold
     )
     loaded = inventory_loader.apply_inventory(
-        conn, staged, run_id=ctx.run_id, now=ctx.rt.clock.now(), apply_disappearances=apply,
+        conn,
+        staged,
+        run_id=ctx.run_id,
+        now=ctx.rt.clock.now(),
+        apply_disappearances=apply,
     )
     held_note = None
     if not apply:
         held_note = (
-            f"{staged.disappearing} of {staged.current_total} articles of {catalogue.warehouse_code} "
+            f"{staged.disappearing} of {staged.current_total} articles of "
+            f"{catalogue.warehouse_code} "
             f"vanished from the catalogue (> {threshold:.0%}); not applied"
         )
         held.record_held_deletion(
-            conn, run_id=ctx.run_id, location_id=ctx.location.id, job=ctx.job.value,
-            subject=f"catalogue {catalogue.warehouse_code}", would_delete=staged.disappearing,
-            total=staged.current_total, now=ctx.rt.clock.now(),
+            conn,
+            run_id=ctx.run_id,
+            location_id=ctx.location.id,
+            job=ctx.job.value,
+            subject=f"catalogue {catalogue.warehouse_code}",
+            would_delete=staged.disappearing,
+            total=staged.current_total,
+            now=ctx.rt.clock.now(),
         )
         ctx.log.warning("mass disappearance held", ctx.location.id, detail=held_note)
     counters = ItemCounters(
-        inserted=loaded.inserted, updated=loaded.updated, unchanged=loaded.unchanged,
-        deleted=loaded.disappeared if apply else 0, held=0 if apply else staged.disappearing,
+        inserted=loaded.inserted,
+        updated=loaded.updated,
+        unchanged=loaded.unchanged,
+        deleted=loaded.disappeared if apply else 0,
+        held=0 if apply else staged.disappearing,
     )
     return counters, held_note
 
 
 def _counter_fields(c: ItemCounters) -> dict[str, int]:
     return {
-        "fetched": c.fetched, "inserted": c.inserted, "updated": c.updated,
-        "unchanged": c.unchanged, "deleted": c.deleted, "held": c.held, "duplicates": c.duplicates,
+        "fetched": c.fetched,
+        "inserted": c.inserted,
+        "updated": c.updated,
+        "unchanged": c.unchanged,
+        "deleted": c.deleted,
+        "held": c.held,
+        "duplicates": c.duplicates,
     }

@@ -33,21 +33,29 @@ class LocationContext:
     def check_deadline(self) -> None:
         if self.rt.clock.now() >= self.deadline_at:
             raise LocationFailure(
-                ErrorCategory.DEADLINE, ErrorPhase.EXTRACT,
-                f"the run's deadline {self.deadline_at.isoformat()} passed before this location finished",
+                ErrorCategory.DEADLINE,
+                ErrorPhase.EXTRACT,
+                f"the run's deadline {self.deadline_at.isoformat()} passed mid-location",
             )
 
     def acquire(self) -> bool:
         """Take the (job, location) lease; False when another live run holds it."""
         with self.rt.engine.begin() as conn:
             return leases.try_acquire(
-                conn, job=self.job.value, location_id=self.location.id, run_id=self.run_id,
-                owner=self.rt.owner, now=self.rt.clock.now(), ttl=self.lease_ttl,
+                conn,
+                job=self.job.value,
+                location_id=self.location.id,
+                run_id=self.run_id,
+                owner=self.rt.owner,
+                now=self.rt.clock.now(),
+                ttl=self.lease_ttl,
             ).acquired
 
     def release(self) -> None:
         with self.rt.engine.begin() as conn:
-            leases.release(conn, job=self.job.value, location_id=self.location.id, run_id=self.run_id)
+            leases.release(
+                conn, job=self.job.value, location_id=self.location.id, run_id=self.run_id
+            )
 
     def progress(self, stage: str, detail: str = "") -> None:
         if self.rt.on_progress is not None:
@@ -56,17 +64,27 @@ class LocationContext:
     def commit_success(
         self, conn: Connection, result: LocationResult, *, watermark: datetime | None = None
     ) -> None:
-        """Inside the load transaction: the item's counters and the sync state commit with the rows."""
+        """In the load transaction: the item's counters and sync state commit with the rows."""
         now = self.rt.clock.now()
         ledger.finish_item(
-            conn, self.run_id, self.location.id, ItemStatus.SUCCEEDED, now=now,
-            counters=result.counters, timings=result.timings.as_dict(), windows=result.windows,
+            conn,
+            self.run_id,
+            self.location.id,
+            ItemStatus.SUCCEEDED,
+            now=now,
+            counters=result.counters,
+            timings=result.timings.as_dict(),
+            windows=result.windows,
             error_category=ErrorCategory.MASS_DELETION_HELD.value if result.held_message else None,
             error_phase=ErrorPhase.LOAD.value if result.held_message else None,
             error_message=result.held_message,
         )
         sync_state.record_success(
-            conn, job=self.job.value, location_id=self.location.id, run_id=self.run_id,
-            now=now, watermark=watermark,
+            conn,
+            job=self.job.value,
+            location_id=self.location.id,
+            run_id=self.run_id,
+            now=now,
+            watermark=watermark,
         )
         crash_point("loading", self.location.id)

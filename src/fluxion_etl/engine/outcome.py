@@ -54,7 +54,11 @@ class Timings:
             setattr(self, name, getattr(self, name) + elapsed)
 
     def as_dict(self) -> dict[str, int]:
-        return {"extract_ms": self.extract_ms, "transform_ms": self.transform_ms, "load_ms": self.load_ms}
+        return {
+            "extract_ms": self.extract_ms,
+            "transform_ms": self.transform_ms,
+            "load_ms": self.load_ms,
+        }
 
 
 @dataclass

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fluxion_etl.domain.records import CatalogueItem, Location
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase, ItemStatus, Job, RunStatus
+from fluxion_etl.domain.windows import backfill_days
 from fluxion_etl.engine.crashpoints import crash_point
 from fluxion_etl.engine.inventory import sync_inventory
 from fluxion_etl.engine.location import LocationContext
@@ -27,14 +28,15 @@ from fluxion_etl.engine.outcome import LocationFailure
 from fluxion_etl.engine.runlog import RunLog
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.engine.sales import reconcile_days, sync_sales_days, sync_sales_scheduled
-from fluxion_etl.domain.windows import backfill_days
 from fluxion_etl.store import inventory_loader, leases, ledger, sync_state
 from fluxion_etl.store.ledger import RunRow
 
 
 def locations_for(rt: Runtime, job: Job, scope: list[str] | None) -> list[Location]:
     """Active locations in scope that have the job (a distribution centre has no sales)."""
-    chosen = [loc for loc in rt.config.locations if loc.active and (scope is None or loc.id in scope)]
+    chosen = [
+        loc for loc in rt.config.locations if loc.active and (scope is None or loc.id in scope)
+    ]
     if job is Job.INVENTORY:
         return chosen
     return [loc for loc in chosen if loc.has_sales]
@@ -47,16 +49,20 @@ def execute_run(rt: Runtime, run_id: int) -> RunStatus:
             existing = ledger.get_run(conn, run_id)
         return RunStatus(existing.status) if existing else RunStatus.FAILED
     job = Job(run.job)
-    log = RunLog(rt.engine, rt.clock, run_id=run_id, job=job.value, max_lines=rt.settings.run_log_max_lines)
+    log = RunLog(
+        rt.engine, rt.clock, run_id=run_id, job=job.value, max_lines=rt.settings.run_log_max_lines
+    )
     locations = locations_for(rt, job, list(run.scope) if run.scope is not None else None)
     with rt.engine.begin() as conn:
         ledger.create_items(conn, run_id, [loc.id for loc in locations])
-    log.info("run started", locations=len(locations), trigger=run.trigger, requested_by=run.requested_by)
+    log.info(
+        "run started", locations=len(locations), trigger=run.trigger, requested_by=run.requested_by
+    )
     assert run.deadline_at is not None
     heart = _Heartbeat(rt, run_id)
     heart.start()
     try:
-        statuses, products = _process_all(rt, run, job, locations, log, heart)
+        statuses, products = _process_all(rt, run, locations, log=log, heart=heart)
     finally:
         heart.stop()
     if products:
@@ -78,31 +84,26 @@ def _claim(rt: Runtime, run_id: int) -> RunRow | None:
 
 
 def _process_all(
-    rt: Runtime, run: RunRow, job: Job, locations: list[Location], log: RunLog, heart: _Heartbeat
+    rt: Runtime, run: RunRow, locations: list[Location], *, log: RunLog, heart: _Heartbeat
 ) -> tuple[dict[str, ItemStatus], list[CatalogueItem]]:
+    """Start locations while there is room and time; a cancel, shutdown or the deadline stops
+    further starts (running locations finish), and what never started is marked so."""
     statuses: dict[str, ItemStatus] = {}
     products: list[CatalogueItem] = []
-    assert run.deadline_at is not None
     pending = list(locations)
+    running: dict[Future[tuple[ItemStatus, list[CatalogueItem]]], str] = {}
     with ThreadPoolExecutor(max_workers=rt.settings.concurrency, thread_name_prefix="loc") as pool:
-        running: dict[Future[tuple[ItemStatus, list[CatalogueItem]]], str] = {}
         while pending or running:
-            stop = heart.cancel_requested or rt.stop_requested() or rt.clock.now() >= run.deadline_at
-            while pending and not stop and len(running) < rt.settings.concurrency:
-                loc = pending.pop(0)
-                ctx = LocationContext(rt, run.id, job, loc, log, run.deadline_at, dict(run.params or {}))
-                running[pool.submit(_process_location, ctx, run)] = loc.id
-            if stop and pending:
+            if _must_stop(rt, run, heart):
                 _mark_unstarted(rt, run, pending, log, heart.cancel_requested)
-                for loc in pending:
-                    statuses[loc.id] = ItemStatus.FAILED
+                statuses.update((loc.id, ItemStatus.FAILED) for loc in pending)
                 pending = []
-            if not running:
-                break
+            while pending and len(running) < rt.settings.concurrency:
+                ctx = _location_context(rt, run, pending.pop(0), log)
+                running[pool.submit(_process_location, ctx, run)] = ctx.location.id
             done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
-                status, seen = future.result()
-                loc_id = running.pop(future)
+                loc_id, (status, seen) = running.pop(future), future.result()
                 statuses[loc_id] = status
                 products.extend(seen)
                 if rt.on_progress is not None:
@@ -110,13 +111,30 @@ def _process_all(
     return statuses, products
 
 
+def _must_stop(rt: Runtime, run: RunRow, heart: _Heartbeat) -> bool:
+    assert run.deadline_at is not None
+    return heart.cancel_requested or rt.stop_requested() or rt.clock.now() >= run.deadline_at
+
+
+def _location_context(rt: Runtime, run: RunRow, loc: Location, log: RunLog) -> LocationContext:
+    assert run.deadline_at is not None
+    params = dict(run.params or {})
+    return LocationContext(rt, run.id, Job(run.job), loc, log, run.deadline_at, params)
+
+
 def _process_location(ctx: LocationContext, run: RunRow) -> tuple[ItemStatus, list[CatalogueItem]]:
     rt, loc = ctx.rt, ctx.location
     with rt.engine.begin() as conn:
-        allowed = sync_state.circuit_allows(conn, job=ctx.job.value, location_id=loc.id, now=rt.clock.now())
+        allowed = sync_state.circuit_allows(
+            conn, job=ctx.job.value, location_id=loc.id, now=rt.clock.now()
+        )
         if not allowed:
             ledger.finish_item(
-                conn, run.id, loc.id, ItemStatus.SKIPPED_OPEN_CIRCUIT, now=rt.clock.now(),
+                conn,
+                run.id,
+                loc.id,
+                ItemStatus.SKIPPED_OPEN_CIRCUIT,
+                now=rt.clock.now(),
                 error_message="circuit open after repeated failures; probing again later",
             )
     if not allowed:
@@ -171,7 +189,11 @@ def _skip_busy(ctx: LocationContext, run: RunRow) -> None:
         holder = leases.holder(conn, ctx.job.value, ctx.location.id)
         message = f"busy: run {holder.run_id} holds this location" if holder else "busy"
         ledger.finish_item(
-            conn, run.id, ctx.location.id, ItemStatus.SKIPPED_BUSY, now=ctx.rt.clock.now(),
+            conn,
+            run.id,
+            ctx.location.id,
+            ItemStatus.SKIPPED_BUSY,
+            now=ctx.rt.clock.now(),
             error_message=message,
         )
     ctx.log.warning("skipped: location busy", ctx.location.id, detail=message)
@@ -184,25 +206,42 @@ def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
         with rt.engine.begin() as conn:
             if failure.raw is not None:
                 ledger.save_raw_payload(
-                    conn, run_id=ctx.run_id, location_id=loc.id, call=failure.call or "?",
-                    category=failure.category_value or "internal", body=failure.raw, now=now,
+                    conn,
+                    run_id=ctx.run_id,
+                    location_id=loc.id,
+                    call=failure.call or "?",
+                    category=failure.category_value or "internal",
+                    body=failure.raw,
+                    now=now,
                     max_bytes=rt.settings.raw_payload_max_bytes,
                 )
             ledger.finish_item(
-                conn, ctx.run_id, loc.id, ItemStatus.FAILED, now=now,
-                error_category=failure.category_value, error_phase=failure.phase.value,
+                conn,
+                ctx.run_id,
+                loc.id,
+                ItemStatus.FAILED,
+                now=now,
+                error_category=failure.category_value,
+                error_phase=failure.phase.value,
                 error_message=failure.message[:2000],
             )
             sync_state.record_failure(
-                conn, job=ctx.job.value, location_id=loc.id, now=now,
-                category=failure.category_value or "internal", message=failure.message[:2000],
+                conn,
+                job=ctx.job.value,
+                location_id=loc.id,
+                now=now,
+                category=failure.category_value or "internal",
+                message=failure.message[:2000],
                 threshold=rt.settings.circuit_failure_threshold,
                 reset_after=timedelta(seconds=rt.settings.circuit_reset_seconds),
             )
     except SQLAlchemyError as exc:
         ctx.log.error("could not record the failure", loc.id, error=_short(exc))
     ctx.log.error(
-        "location failed", loc.id, category=failure.category_value, phase=failure.phase.value,
+        "location failed",
+        loc.id,
+        category=failure.category_value,
+        phase=failure.phase.value,
         message=failure.message[:500],
     )
 
@@ -217,18 +256,32 @@ def _release_quietly(ctx: LocationContext) -> None:
 def _mark_unstarted(
     rt: Runtime, run: RunRow, pending: list[Location], log: RunLog, cancelled: bool
 ) -> None:
+    if not pending:
+        return
     if cancelled or rt.stop_requested():
-        category, message = None, (
-            "run cancelled before this location started" if cancelled
-            else "service shutting down before this location started; left for the next run"
+        category, message = (
+            None,
+            (
+                "run cancelled before this location started"
+                if cancelled
+                else "service shutting down before this location started; left for the next run"
+            ),
         )
     else:
-        category, message = ErrorCategory.DEADLINE.value, "the run's deadline passed before this location started"
+        category, message = (
+            ErrorCategory.DEADLINE.value,
+            "the run's deadline passed before this location started",
+        )
     with rt.engine.begin() as conn:
         for loc in pending:
             ledger.finish_item(
-                conn, run.id, loc.id, ItemStatus.FAILED, now=rt.clock.now(),
-                error_category=category, error_message=message,
+                conn,
+                run.id,
+                loc.id,
+                ItemStatus.FAILED,
+                now=rt.clock.now(),
+                error_category=category,
+                error_message=message,
             )
     log.warning("locations not started", count=len(pending), reason=message)
 
@@ -241,19 +294,26 @@ def _finish(
     with rt.engine.begin() as conn:
         items = ledger.get_items(conn, run.id)
         status, category, message = _final_status(run, items, statuses, now, cancelled)
-        ledger.finish_run(conn, run.id, status, now=now, error_category=category, error_message=message)
+        ledger.finish_run(
+            conn, run.id, status, now=now, error_category=category, error_message=message
+        )
     log.info("run finished", status=status.value, message=message)
     return status
 
 
 def _final_status(
-    run: RunRow, items: list[ledger.ItemRow], statuses: dict[str, ItemStatus], now: datetime,
+    run: RunRow,
+    items: list[ledger.ItemRow],
+    statuses: dict[str, ItemStatus],
+    now: datetime,
     cancelled: bool,
 ) -> tuple[RunStatus, str | None, str | None]:
     assert run.deadline_at is not None
     if cancelled:
         return RunStatus.CANCELLED, None, "cancelled on request"
-    if now >= run.deadline_at and any(i.error_category == ErrorCategory.DEADLINE.value for i in items):
+    if now >= run.deadline_at and any(
+        i.error_category == ErrorCategory.DEADLINE.value for i in items
+    ):
         return RunStatus.TIMED_OUT, ErrorCategory.DEADLINE.value, "the run's deadline passed"
     if not items:
         return RunStatus.SUCCEEDED, None, "no location in scope has this job"
@@ -265,7 +325,9 @@ def _final_status(
     if status is RunStatus.SUCCEEDED:
         return status, None, None
     categories = sorted({i.error_category for i in failed if i.error_category})
-    first = next((i for i in failed if i.error_message), None) or (held_items[0] if held_items else None)
+    first = next((i for i in failed if i.error_message), None) or (
+        held_items[0] if held_items else None
+    )
     summary = f"{len(failed)} of {len(items)} locations not loaded"
     if held_items:
         summary += f"; mass deletion held at {len(held_items)}"
@@ -295,7 +357,7 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        # Leases are judged on the run's clock; a scaled (simulated) clock beats proportionally faster.
+        # Leases are judged on the run's clock: a scaled (simulated) clock beats faster.
         interval = self._rt.settings.heartbeat_seconds / getattr(self._rt.clock, "speed", 1.0)
         while not self._stop.wait(interval):
             self.beat()

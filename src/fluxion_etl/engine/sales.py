@@ -37,7 +37,11 @@ def sync_sales_scheduled(ctx: LocationContext) -> LocationResult:
     with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
         lines = [line for _, batch in batches for line in batch.lines]
         loaded = sales_loader.load_sales(
-            conn, location_id=ctx.location.id, lines=lines, run_id=ctx.run_id, now=ctx.rt.clock.now()
+            conn,
+            location_id=ctx.location.id,
+            lines=lines,
+            run_id=ctx.run_id,
+            now=ctx.rt.clock.now(),
         )
         result.counters += ItemCounters(
             inserted=loaded.inserted, updated=loaded.updated, unchanged=loaded.unchanged
@@ -49,7 +53,9 @@ def sync_sales_scheduled(ctx: LocationContext) -> LocationResult:
     return result
 
 
-def sync_sales_days(ctx: LocationContext, days: list[date], *, skip_covered: bool) -> LocationResult:
+def sync_sales_days(
+    ctx: LocationContext, days: list[date], *, skip_covered: bool
+) -> LocationResult:
     """Whole local days (backfill and reconcile), one transaction and one lease per day."""
     result = LocationResult()
     for index, day in enumerate(days):
@@ -82,14 +88,17 @@ def _scheduled_windows(ctx: LocationContext) -> list[SalesWindow]:
         state = sync_state.get_state(conn, "sales", ctx.location.id)
     now = ctx.rt.clock.now()
     windows = scheduled_windows(
-        watermark=state.watermark if state else None, now=now, zone=ctx.location.zone,
+        watermark=state.watermark if state else None,
+        now=now,
+        zone=ctx.location.zone,
         overlap=timedelta(minutes=ctx.rt.settings.sales_overlap_minutes),
     )
     earliest = now - timedelta(days=ctx.rt.settings.max_range_days)
     if windows and windows[0].start < earliest:
         ctx.log.warning(
             "watermark older than the maximum range; older time is left to gap recovery",
-            ctx.location.id, watermark=windows[0].start.isoformat(),
+            ctx.location.id,
+            watermark=windows[0].start.isoformat(),
         )
         windows = [w for w in windows if w.end > earliest]
     return windows
@@ -100,10 +109,15 @@ def _extract(ctx: LocationContext, window: SalesWindow, result: LocationResult) 
     ctx.progress("extract", window.day.isoformat())
     warehouse = _sales_warehouse(ctx.location)
     batch = fetch(
-        ctx, "sales",
+        ctx,
+        "sales",
         lambda: ctx.rt.klk.sales(
-            branch_code=ctx.location.branch_code or "", warehouse_code=warehouse,
-            day=window.day, start=window.start_time, end=window.end_time, zone=ctx.location.zone,
+            branch_code=ctx.location.branch_code or "",
+            warehouse_code=warehouse,
+            day=window.day,
+            start=window.start_time,
+            end=window.end_time,
+            zone=ctx.location.zone,
         ),
         result,
     )
@@ -118,7 +132,10 @@ def _sync_day(ctx: LocationContext, window: SalesWindow, result: LocationResult)
     batch = _extract(ctx, window, result)
     with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
         loaded = sales_loader.load_sales(
-            conn, location_id=ctx.location.id, lines=batch.lines, run_id=ctx.run_id,
+            conn,
+            location_id=ctx.location.id,
+            lines=batch.lines,
+            run_id=ctx.run_id,
             now=ctx.rt.clock.now(),
         )
         result.counters += ItemCounters(
@@ -134,15 +151,22 @@ def _sync_day(ctx: LocationContext, window: SalesWindow, result: LocationResult)
 
 
 def _remove_voids(
-    ctx: LocationContext, conn: Connection, window: SalesWindow, batch: SalesBatch,
+    ctx: LocationContext,
+    conn: Connection,
+    window: SalesWindow,
+    batch: SalesBatch,
     result: LocationResult,
 ) -> None:
     keep = {line.key for line in batch.lines}
 
     def delete_missing(apply: bool) -> int:
         return sales_loader.delete_missing_sales(
-            conn, location_id=ctx.location.id, start=window.start, end=window.end,
-            keep_keys=keep, apply=apply,
+            conn,
+            location_id=ctx.location.id,
+            start=window.start,
+            end=window.end,
+            keep_keys=keep,
+            apply=apply,
         )
 
     missing = delete_missing(False)
@@ -152,19 +176,32 @@ def _remove_voids(
     threshold = ctx.rt.settings.mass_deletion_threshold
     subject = f"sales {window.day.isoformat()}"
     if is_mass_deletion(missing, stored, threshold) and not ctx.params.get("allow_mass_deletion"):
-        note = f"{missing} of {stored} lines of {window.day} vanished from KLK (> {threshold:.0%}); not deleted"
+        note = (
+            f"{missing} of {stored} lines of {window.day} vanished from KLK "
+            f"(> {threshold:.0%}); not deleted"
+        )
         held.record_held_deletion(
-            conn, run_id=ctx.run_id, location_id=ctx.location.id, job=ctx.job.value,
-            subject=subject, would_delete=missing, total=stored, now=ctx.rt.clock.now(),
+            conn,
+            run_id=ctx.run_id,
+            location_id=ctx.location.id,
+            job=ctx.job.value,
+            subject=subject,
+            would_delete=missing,
+            total=stored,
+            now=ctx.rt.clock.now(),
         )
         result.counters += ItemCounters(held=missing)
         result.held_message = "; ".join(filter(None, [result.held_message, note]))
         ctx.log.warning("mass deletion held", ctx.location.id, detail=note)
         return
     deleted = delete_missing(True)
-    held.resolve_held_deletions(conn, location_id=ctx.location.id, subject=subject, now=ctx.rt.clock.now())
+    held.resolve_held_deletions(
+        conn, location_id=ctx.location.id, subject=subject, now=ctx.rt.clock.now()
+    )
     result.counters += ItemCounters(deleted=deleted)
-    ctx.log.info("voided lines removed", ctx.location.id, day=window.day.isoformat(), deleted=deleted)
+    ctx.log.info(
+        "voided lines removed", ctx.location.id, day=window.day.isoformat(), deleted=deleted
+    )
 
 
 def _stored_lines(conn: Connection, location_id: str, window: SalesWindow) -> int:
@@ -183,8 +220,13 @@ def _cover(ctx: LocationContext, conn: Connection, window: SalesWindow, batch: S
         loc.opening_hours, window.start, window.end, loc.zone
     )
     coverage.add_coverage(
-        conn, location_id=loc.id, start=window.start, end=window.end, provisional=provisional,
-        run_id=ctx.run_id, now=ctx.rt.clock.now(),
+        conn,
+        location_id=loc.id,
+        start=window.start,
+        end=window.end,
+        provisional=provisional,
+        run_id=ctx.run_id,
+        now=ctx.rt.clock.now(),
     )
 
 
@@ -202,8 +244,9 @@ def _reacquire(ctx: LocationContext) -> None:
     while not ctx.acquire():
         if waited >= ctx.rt.settings.lease_ttl_seconds:
             raise LocationFailure(
-                ErrorCategory.DEADLINE, ErrorPhase.EXTRACT,
-                "another run kept this location busy; the rest of the range is left for the next run",
+                ErrorCategory.DEADLINE,
+                ErrorPhase.EXTRACT,
+                "another run kept this location busy; the rest is left for the next run",
             )
         ctx.rt.clock.sleep(1.0)
         waited += 1.0
@@ -220,6 +263,10 @@ def _sales_warehouse(location: Location) -> str:
 
 def _fields(c: ItemCounters) -> dict[str, int]:
     return {
-        "fetched": c.fetched, "inserted": c.inserted, "updated": c.updated,
-        "unchanged": c.unchanged, "deleted": c.deleted, "held": c.held,
+        "fetched": c.fetched,
+        "inserted": c.inserted,
+        "updated": c.updated,
+        "unchanged": c.unchanged,
+        "deleted": c.deleted,
+        "held": c.held,
     }

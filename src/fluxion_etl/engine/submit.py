@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlalchemy import Engine
+
 from fluxion_etl.config import ChainConfig
 from fluxion_etl.domain.clock import Clock
 from fluxion_etl.domain.requests import RunRequest, SubmitResult
@@ -12,10 +14,10 @@ from fluxion_etl.errors import BadInputError
 from fluxion_etl.settings import Settings
 from fluxion_etl.store import ledger
 
-from sqlalchemy import Engine
 
-
-def validate_request(request: RunRequest, *, config: ChainConfig, settings: Settings, today: date) -> None:
+def validate_request(
+    request: RunRequest, *, config: ChainConfig, settings: Settings, today: date
+) -> None:
     """Bad input is refused before anything is written (SPEC: exit 2 / HTTP 422)."""
     known = set(config.location_ids)
     for loc_id in request.locations or ():
@@ -24,13 +26,19 @@ def validate_request(request: RunRequest, *, config: ChainConfig, settings: Sett
                 "location", f"unknown location {loc_id!r}; known: {', '.join(sorted(known))}"
             )
         if request.job is not Job.INVENTORY and not config.location(loc_id).has_sales:
-            raise BadInputError("location", f"{loc_id} has no sales (a distribution centre has only inventory)")
+            raise BadInputError(
+                "location", f"{loc_id} has no sales (a distribution centre has only inventory)"
+            )
     _validate_range(request.date_from, request.date_to, settings.max_range_days, today)
 
 
-def _validate_range(date_from: date | None, date_to: date | None, max_days: int, today: date) -> None:
+def _validate_range(
+    date_from: date | None, date_to: date | None, max_days: int, today: date
+) -> None:
     if (date_from is None) != (date_to is None):
-        raise BadInputError("dates", "give both the start and the end date (local dates, inclusive)")
+        raise BadInputError(
+            "dates", "give both the start and the end date (local dates, inclusive)"
+        )
     if date_from is None or date_to is None:
         return
     if date_from > date_to:
@@ -45,7 +53,12 @@ def _validate_range(date_from: date | None, date_to: date | None, max_days: int,
 
 
 def submit(
-    engine: Engine, request: RunRequest, *, config: ChainConfig, settings: Settings, clock: Clock,
+    engine: Engine,
+    request: RunRequest,
+    *,
+    config: ChainConfig,
+    settings: Settings,
+    clock: Clock,
     launcher: str | None = None,
 ) -> SubmitResult:
     """Validate and queue; a repeated idempotency key returns the existing run."""

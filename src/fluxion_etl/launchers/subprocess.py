@@ -43,7 +43,7 @@ class SubprocessLauncher:
             ledger.set_external_ref(conn, run_id, f"pid:{child.pid}")
 
     def poll(self) -> None:
-        """A worker that exited without finishing its run leaves it abandoned, with its exit code."""
+        """A worker that exited without finishing its run leaves it abandoned (with the code)."""
         with self._lock:
             exited = {rid: c for rid, c in self._children.items() if c.poll() is not None}
             for rid in exited:
@@ -57,7 +57,9 @@ class SubprocessLauncher:
             if run is None or RunStatus(run.status).is_final:
                 return
             message = f"worker process exited with code {code} before finishing the run"
-            ledger.finish_run(conn, run_id, RunStatus.ABANDONED, now=self._clock.now(), error_message=message)
+            ledger.finish_run(
+                conn, run_id, RunStatus.ABANDONED, now=self._clock.now(), error_message=message
+            )
             leases.release_all(conn, run_id)
         log.warning("worker died", run_id=run_id, exit_code=code)
 

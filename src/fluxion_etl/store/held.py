@@ -24,18 +24,32 @@ class HeldDeletion:
 
 
 def record_held_deletion(
-    conn: Connection, *, run_id: int, location_id: str, job: str, subject: str,
-    would_delete: int, total: int, now: datetime,
+    conn: Connection,
+    *,
+    run_id: int,
+    location_id: str,
+    job: str,
+    subject: str,
+    would_delete: int,
+    total: int,
+    now: datetime,
 ) -> None:
     conn.execute(
         insert(held_deletions).values(
-            run_id=run_id, location_id=location_id, job=job, subject=subject,
-            would_delete=would_delete, total=total, detected_at=now,
+            run_id=run_id,
+            location_id=location_id,
+            job=job,
+            subject=subject,
+            would_delete=would_delete,
+            total=total,
+            detected_at=now,
         )
     )
 
 
-def resolve_held_deletions(conn: Connection, *, location_id: str, subject: str, now: datetime) -> int:
+def resolve_held_deletions(
+    conn: Connection, *, location_id: str, subject: str, now: datetime
+) -> int:
     """A later run applied (or no longer needs) the deletion: close what was held for it."""
     result = conn.execute(
         update(held_deletions)

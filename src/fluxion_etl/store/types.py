@@ -17,7 +17,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 def decimal_text(value: Decimal) -> str:
-    """Canonical text of a decimal: no exponent, no trailing zeros (``Decimal('886.50')`` → ``886.5``)."""
+    """Canonical decimal text: no exponent, no trailing zeros (``886.50`` → ``886.5``)."""
     text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
 

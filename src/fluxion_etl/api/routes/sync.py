@@ -4,18 +4,20 @@ Callers in the field read ``success``, ``message``, ``status`` (``"running"`` wh
 echoed ``ubicacion_id`` (and dates), treat any 2xx as accepted and 409 as "already running". New:
 ``run_id``, 202 for a new run, 200 for a repeated ``Idempotency-Key``, and the bearer token. A
 scheduler fire sends ``X-Fluxion-Schedule`` and ``X-Fluxion-Scheduled-Time``; the fire itself is the
-idempotency key, and ``answer_fire`` decides fires that are not to be started.
+idempotency key, and ``answer_fire`` applies the schedule's fire policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Response
 from fastapi import status as http
 
+from fluxion_etl.api import fires
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.deps import Services, Triggerer
 from fluxion_etl.api.schemas import (
@@ -33,12 +35,14 @@ from fluxion_etl.api.trigger import (
     start_run,
 )
 from fluxion_etl.domain.requests import RunRequest
+from fluxion_etl.domain.schedules import FireSource, decide_fire
 from fluxion_etl.domain.states import FireOutcome, Job, Trigger
 from fluxion_etl.errors import BadInputError
 
 router = APIRouter(prefix="/api/etl", tags=["trigger"])
 
-SCHEDULE_HEADER = "X-Fluxion-Schedule"
+SCHEDULE_HEADER = fires.SCHEDULE_HEADER
+JOB_PATHS = {Job.INVENTORY: "/api/etl/sync", Job.SALES: "/api/etl/sync/ventas"}
 SCHEDULED_TIME_HEADER = "X-Fluxion-Scheduled-Time"
 
 IdempotencyKey = Annotated[
@@ -185,41 +189,58 @@ def _trigger(
 ) -> TriggerOutcome:
     if fire is None:
         return start_run(services, request)
-    fired = RunRequest(
-        job=request.job,
+    fired = replace(
+        request,
         trigger=Trigger.SCHEDULE,
-        locations=request.locations,
-        date_from=request.date_from,
-        date_to=request.date_to,
-        requested_by=request.requested_by,
         idempotency_key=fire.key,
         schedule_name=fire.schedule_name,
         scheduled_for=fire.scheduled_for,
     )
-    return answer_fire(services, fire, fired, lambda: start_run(services, fired, fire=fire))
+    return answer_fire(services, fire, fired, lambda req: start_run(services, req, fire=fire))
 
 
 def answer_fire(
     services: ServiceContext,
     fire: ScheduledFire,
     request: RunRequest,
-    start: Callable[[], TriggerOutcome],
+    start: Callable[[RunRequest], TriggerOutcome],
 ) -> TriggerOutcome:
     """Answer one scheduler fire delivered through the API (SPEC §4.2, §4.11, §6).
 
-    The whole fire policy goes here, in one place: decide the fire (disabled schedule, outside its
-    active hours, older than its maximum event age), call ``start()`` only for a fire to be started,
-    and record the fire's outcome. A fire not started is answered 200 with ``status`` and
-    ``fire_outcome`` naming the outcome, so a correct trigger is never retried or dead-lettered.
+    1. find its schedule (the database's, else the configuration's; unknown: 422)
+    2. a fire already recorded is answered ``duplicate`` with the first delivery's run
+    3. decide it (``decide_fire``): disabled, outside active hours or older than the maximum event
+       age is recorded and answered 200 with ``status`` naming the outcome, so a correct trigger
+       is never retried or dead-lettered
+    4. otherwise start its run (the fire is the idempotency key, so concurrent deliveries make
+       one run) and record the fire ``started`` with that run
 
-    Wired today: the fire is the idempotency key, so a repeated delivery answers ``duplicate``
-    with the existing run (``start_run`` does that); every other fire is started.
-    NOT wired yet: ``skipped_disabled``, ``skipped_inactive_hours`` and ``missed`` (they need
-    ``fluxion_etl.domain.schedules.decide_fire``), and recording fires in the ``fires`` table
-    (``fluxion_etl.store.schedules.record_fire``).
+    A fire with ``ubicacion_id`` null runs over its schedule's locations.
     """
-    del services, fire, request  # used once the schedule functions are wired in
-    return start()
+    schedule = fires.schedule_for(services, fire.schedule_name)
+    if schedule.job is not request.job:
+        raise BadInputError(
+            SCHEDULE_HEADER,
+            f"schedule {schedule.name} runs {schedule.job.value}; send its fires to "
+            f"{JOB_PATHS.get(schedule.job, 'the route of that job')}",
+        )
+    if request.locations is None and schedule.locations is not None:
+        request = replace(request, locations=schedule.locations)
+    earlier = fires.earlier_delivery(services, fire)
+    if earlier is not None:
+        return earlier
+    now = services.clock.now()
+    outcome = decide_fire(schedule, fire.scheduled_for, now, FireSource.EXTERNAL)
+    if outcome is not None:
+        detail = fires.not_started_detail(outcome, schedule, fire, now)
+        recorded = fires.record(services, fire, outcome, detail=detail)
+        if recorded.existing:
+            return fires.duplicate(services, fire, recorded.first)
+        return fire_not_started(outcome, detail)
+    answer = start(request)
+    if answer.fire_outcome is FireOutcome.STARTED:
+        fires.record(services, fire, FireOutcome.STARTED, run_id=answer.run_id)
+    return answer
 
 
 def fire_not_started(

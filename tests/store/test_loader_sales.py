@@ -92,15 +92,15 @@ def test_every_field_round_trips_exactly(engine: Engine) -> None:
 
 def test_reloading_identical_lines_rewrites_nothing(engine: Engine) -> None:
     lines = sales_lines(300)
-    load(engine, lines, run_id=1)
-    before_stamps = stamps(engine)
     postgres = engine.dialect.name == "postgresql"
     if postgres:
-        versions, counters = (
-            row_versions(engine, "sales_lines", "id"),
-            pg_writes(engine, "sales_lines"),
-        )
-        assert counters == (300, 0, 0)  # the counters are live: the first load shows
+        initial = pg_writes(engine, "sales_lines")
+    load(engine, lines, run_id=1)
+    before_stamps = stamps(engine)
+    if postgres:
+        versions = row_versions(engine, "sales_lines", "id")
+        counters = pg_writes(engine, "sales_lines")
+        assert counters[0] - initial[0] == 300  # the counters are live
 
     again = load(engine, list(reversed(lines)), run_id=2, now=LATER)
 

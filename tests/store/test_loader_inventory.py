@@ -1,0 +1,309 @@
+"""Inventory, products, locations and history retention on both dialects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+from store_builders import catalogue, catalogue_item, flush_pg_stats, pg_writes, row_versions
+
+from fluxion_etl.config import load_config
+from fluxion_etl.domain.records import CatalogueItem
+from fluxion_etl.store.inventory_loader import (
+    InventoryResult,
+    apply_inventory,
+    load_inventory,
+    stage_inventory,
+    upsert_products,
+)
+from fluxion_etl.store.loader import purge_history, upsert_locations
+from fluxion_etl.store.schema import inventory_current, inventory_history, locations, products
+
+T1 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+T2 = T1 + timedelta(minutes=30)
+T3 = T2 + timedelta(minutes=30)
+
+
+def load(
+    engine: Engine,
+    items: Sequence[CatalogueItem],
+    *,
+    warehouse: str = "APP-TPF",
+    location: str = "tienda_01",
+    run_id: int = 1,
+    now: datetime = T1,
+    apply_disappearances: bool = True,
+) -> InventoryResult:
+    with engine.begin() as conn:
+        result = load_inventory(
+            conn,
+            location_id=location,
+            warehouse_code=warehouse,
+            items=items,
+            run_id=run_id,
+            now=now,
+            apply_disappearances=apply_disappearances,
+        )
+        flush_pg_stats(conn)
+    return result
+
+
+def current(
+    engine: Engine, warehouse: str = "APP-TPF", location: str = "tienda_01"
+) -> dict[str, Any]:
+    c = inventory_current.c
+    query = select(c.sku, c.stock, c.price_usd, c.tax_rate, c.updated_at, c.run_id).where(
+        c.location_id == location, c.warehouse_code == warehouse
+    )
+    with engine.connect() as conn:
+        return {row.sku: tuple(row)[1:] for row in conn.execute(query)}
+
+
+def history(engine: Engine) -> list[tuple[Any, ...]]:
+    h = inventory_history.c
+    query = select(h.sku, h.change, h.old_stock, h.new_stock, h.changed_at, h.run_id).order_by(h.id)
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def test_a_first_catalogue_is_stored_exactly_with_appeared_history(engine: Engine) -> None:
+    items = [*catalogue(20), catalogue_item(99, stock=Decimal("-2.375"), price_usd=Decimal("0"))]
+
+    result = load(engine, items)
+
+    assert result == InventoryResult(
+        inserted=21, updated=0, unchanged=0, disappeared=0, history_rows=21
+    )
+    stored = current(engine)
+    assert {sku: row[:3] for sku, row in stored.items()} == {
+        i.sku: (i.stock, i.price_usd, i.tax_rate) for i in items
+    }
+    assert stored["000099"][0] == Decimal("-2.375")
+    assert {row[1] for row in history(engine)} == {"appeared"}
+    assert ("000099", "appeared", None, Decimal("-2.375"), T1, 1) in history(engine)
+
+
+def test_an_identical_catalogue_writes_nothing(engine: Engine) -> None:
+    items = catalogue(200)
+    postgres = engine.dialect.name == "postgresql"
+    if postgres:
+        initial = pg_writes(engine, "inventory_current")
+    load(engine, items)
+    before, logged = current(engine), history(engine)
+    if postgres:
+        versions = row_versions(engine, "inventory_current", "sku")
+        counters = pg_writes(engine, "inventory_current")
+        assert counters[0] - initial[0] == 200  # the counters are live
+
+    result = load(engine, list(reversed(items)), run_id=2, now=T2)
+
+    assert result == InventoryResult(
+        inserted=0, updated=0, unchanged=200, disappeared=0, history_rows=0
+    )
+    assert current(engine) == before
+    assert history(engine) == logged
+    if postgres:
+        assert row_versions(engine, "inventory_current", "sku") == versions
+        assert pg_writes(engine, "inventory_current") == counters
+
+
+def test_history_records_stock_changes_appearances_and_disappearances(engine: Engine) -> None:
+    items = catalogue(10)
+    load(engine, items)
+    changed_stock = replace(items[1], stock=items[1].stock + Decimal("0.5"))
+    changed_price = replace(items[2], price_usd=items[2].price_usd + 1)
+    newcomer = catalogue_item(500)
+    second = [items[0], changed_stock, changed_price, *items[3:9], newcomer]  # items[9] gone
+
+    result = load(engine, second, run_id=2, now=T2)
+
+    assert result == InventoryResult(
+        inserted=1, updated=2, unchanged=7, disappeared=1, history_rows=3
+    )
+    assert history(engine)[10:] == [
+        (changed_stock.sku, "changed", items[1].stock, changed_stock.stock, T2, 2),
+        (newcomer.sku, "appeared", None, newcomer.stock, T2, 2),
+        (items[9].sku, "disappeared", items[9].stock, None, T2, 2),
+    ]
+    stored = current(engine)
+    assert items[9].sku not in stored
+    assert stored[changed_price.sku][1] == changed_price.price_usd  # price updated, no history
+    assert stored[changed_price.sku][3:] == (T2, 2)
+    assert stored[items[0].sku][3:] == (T1, 1)  # untouched
+
+
+def test_the_stage_counts_what_would_disappear_before_anything_changes(engine: Engine) -> None:
+    load(engine, catalogue(100))
+    with engine.begin() as conn:
+        staged = stage_inventory(
+            conn, location_id="tienda_01", warehouse_code="APP-TPF", items=catalogue(94, start=6)
+        )
+        assert (staged.staged, staged.current_total, staged.disappearing) == (94, 100, 6)
+        held = apply_inventory(conn, staged, run_id=2, now=T2, apply_disappearances=False)
+
+    assert held == InventoryResult(
+        inserted=0, updated=0, unchanged=94, disappeared=6, history_rows=0
+    )
+    assert len(current(engine)) == 100  # held back: nothing removed
+    assert [row for row in history(engine) if row[1] == "disappeared"] == []
+
+
+def test_disappearances_are_scoped_to_one_warehouse_of_one_location(engine: Engine) -> None:
+    load(engine, catalogue(10), warehouse="APP-TPF")
+    load(engine, catalogue(10), warehouse="PRINCIPAL")
+    load(engine, catalogue(10), location="tienda_02")
+
+    result = load(engine, catalogue(3), warehouse="APP-TPF", run_id=2)
+
+    assert result.disappeared == 7
+    assert len(current(engine, "APP-TPF")) == 3
+    assert len(current(engine, "PRINCIPAL")) == 10
+    assert len(current(engine, location="tienda_02")) == 10
+
+
+def test_an_empty_catalogue_makes_everything_disappear(engine: Engine) -> None:
+    load(engine, catalogue(5))
+    with engine.begin() as conn:
+        staged = stage_inventory(conn, location_id="tienda_01", warehouse_code="APP-TPF", items=[])
+    assert (staged.current_total, staged.disappearing) == (5, 5)
+
+
+def test_duplicate_skus_in_a_catalogue_count_once_and_the_last_wins(engine: Engine) -> None:
+    first = catalogue_item(1)
+    last = replace(first, stock=Decimal("42"))
+    result = load(engine, [first, catalogue_item(2), last])
+    assert (result.inserted, result.history_rows) == (2, 2)
+    assert current(engine)[first.sku][0] == Decimal("42")
+
+
+def test_applying_a_superseded_stage_is_refused(engine: Engine) -> None:
+    with engine.begin() as conn:
+        first = stage_inventory(
+            conn, location_id="tienda_01", warehouse_code="A", items=catalogue(3)
+        )
+        stage_inventory(conn, location_id="tienda_01", warehouse_code="B", items=catalogue(2))
+        with pytest.raises(RuntimeError, match="replaced by a later stage_inventory"):
+            apply_inventory(conn, first, run_id=1, now=T1)
+
+
+def test_several_warehouses_load_in_one_transaction(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for code, count in (("A", 4), ("B", 6)):
+            staged = stage_inventory(
+                conn, location_id="tienda_01", warehouse_code=code, items=catalogue(count)
+            )
+            apply_inventory(conn, staged, run_id=1, now=T1)
+    assert (len(current(engine, "A")), len(current(engine, "B"))) == (4, 6)
+
+
+def statements_to_load(engine: Engine, executed: list[str], items: list[CatalogueItem]) -> int:
+    executed.clear()
+    with engine.begin() as conn:
+        load_inventory(
+            conn, location_id="tienda_01", warehouse_code="W", items=items, run_id=2, now=T2
+        )
+    return len([s for s in executed if not s.startswith("BEGIN")])
+
+
+def test_an_inventory_load_runs_the_same_statements_whatever_its_size(
+    engine: Engine, executed: list[str]
+) -> None:
+    def with_changes(items: list[CatalogueItem]) -> list[CatalogueItem]:
+        """One new, one changed stock, one gone: every path of the load runs."""
+        return [replace(items[0], stock=items[0].stock + 1), *items[1:-1], catalogue_item(9999)]
+
+    with engine.begin() as conn:
+        for code, count in (("W", 10),):
+            load_inventory(
+                conn,
+                location_id="tienda_01",
+                warehouse_code=code,
+                items=catalogue(count),
+                run_id=1,
+                now=T1,
+            )
+    small = statements_to_load(engine, executed, with_changes(catalogue(10)))
+    with engine.begin() as conn:
+        load_inventory(
+            conn,
+            location_id="tienda_01",
+            warehouse_code="W",
+            items=catalogue(1000),
+            run_id=1,
+            now=T1,
+        )
+    large = statements_to_load(engine, executed, with_changes(catalogue(1000)))
+    # create stage, empty it, (SQLite: fill), count disappearing, count changes, history of
+    # changes, upsert, history of disappeared, delete disappeared.
+    assert small == large == {"postgresql": 8, "sqlite": 9}[engine.dialect.name]
+
+
+# --- products ------------------------------------------------------------------------------------
+
+
+def test_products_are_upserted_once_per_sku_and_only_when_changed(engine: Engine) -> None:
+    items = catalogue(50)
+    with engine.begin() as conn:
+        assert upsert_products(conn, [*items, *items], T1) == 50
+    with engine.begin() as conn:
+        assert upsert_products(conn, items, T2) == 0
+    renamed = replace(items[3], name="NUEVO NOMBRE", brand=None)
+    with engine.begin() as conn:
+        assert upsert_products(conn, [*items, renamed], T3) == 1
+
+    with engine.connect() as conn:
+        rows = {r.sku: r for r in conn.execute(select(products))}
+    assert len(rows) == 50
+    assert (rows[renamed.sku].name, rows[renamed.sku].brand) == ("NUEVO NOMBRE", None)
+    assert rows[renamed.sku].updated_at == T3
+    assert rows[items[0].sku].updated_at == T1
+    assert rows[items[0].sku].tax_rate == items[0].tax_rate
+
+
+def test_no_products_no_statements(engine: Engine, executed: list[str]) -> None:
+    with engine.begin() as conn:
+        assert upsert_products(conn, [], T1) == 0
+    assert [s for s in executed if not s.startswith("BEGIN")] == []
+
+
+# --- locations and retention ----------------------------------------------------------------------
+
+
+def test_locations_mirror_the_configuration(engine: Engine) -> None:
+    configured = load_config(None).locations
+    with engine.begin() as conn:
+        assert upsert_locations(conn, configured, T1) == len(configured)
+    with engine.begin() as conn:
+        assert upsert_locations(conn, configured, T2) == 0
+
+    renamed = replace(configured[0], name="NUEVO NOMBRE")
+    with engine.begin() as conn:
+        assert upsert_locations(conn, [renamed, *configured[1:-1]], T3) == 2
+
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(locations))}
+    assert len(rows) == len(configured)
+    assert (rows[renamed.id].name, rows[renamed.id].updated_at) == ("NUEVO NOMBRE", T3)
+    assert rows[configured[-1].id].active is False
+    assert rows[configured[1].id].updated_at == T1
+    assert rows[configured[1].id].warehouses == [
+        {"code": w.code, "role": w.role.value, "name": w.name} for w in configured[1].warehouses
+    ]
+
+
+def test_history_retention_deletes_only_older_rows(engine: Engine) -> None:
+    row = {"location_id": "t", "warehouse_code": "W", "sku": "1", "change": "changed"}
+    with engine.begin() as conn:
+        conn.execute(
+            insert(inventory_history),
+            [row | {"changed_at": T1 - timedelta(days=d)} for d in (100, 91, 89, 1)],
+        )
+    with engine.begin() as conn:
+        assert purge_history(conn, older_than=T1 - timedelta(days=90)) == 2
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(inventory_history)).scalar_one() == 2

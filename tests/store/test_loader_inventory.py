@@ -217,26 +217,9 @@ def test_an_inventory_load_runs_the_same_statements_whatever_its_size(
         """One new, one changed stock, one gone: every path of the load runs."""
         return [replace(items[0], stock=items[0].stock + 1), *items[1:-1], catalogue_item(9999)]
 
-    with engine.begin() as conn:
-        for code, count in (("W", 10),):
-            load_inventory(
-                conn,
-                location_id="tienda_01",
-                warehouse_code=code,
-                items=catalogue(count),
-                run_id=1,
-                now=T1,
-            )
+    load(engine, catalogue(10), warehouse="W")
     small = statements_to_load(engine, executed, with_changes(catalogue(10)))
-    with engine.begin() as conn:
-        load_inventory(
-            conn,
-            location_id="tienda_01",
-            warehouse_code="W",
-            items=catalogue(1000),
-            run_id=1,
-            now=T1,
-        )
+    load(engine, catalogue(1000), warehouse="W")
     large = statements_to_load(engine, executed, with_changes(catalogue(1000)))
     # create stage, empty it, (SQLite: fill), count disappearing, count changes, history of
     # changes, upsert, history of disappeared, delete disappeared.

@@ -1,0 +1,21 @@
+"""Fixtures of the scheduler tests: the bundled chain and default settings."""
+
+from __future__ import annotations
+
+import pytest
+from scheduler_helpers import CARACAS
+
+from fluxion_etl.config import ChainConfig, load_config
+from fluxion_etl.settings import Settings
+
+__all__ = ["CARACAS"]
+
+
+@pytest.fixture
+def config() -> ChainConfig:
+    return load_config(None)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
-from typing import Annotated
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fluxion_etl.cli.common import open_runtime
+from fluxion_etl.cli.common import open_runtime, settings_and_config
+from fluxion_etl.domain.clock import clock_from_spec
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.engine.runner import execute_run
+
+if TYPE_CHECKING:
+    from fluxion_etl.service import Service
 
 
 def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
+    app.command("serve")(serve)
+    app.command("demo")(demo)
 
 
 def worker(
@@ -29,3 +40,77 @@ def worker(
         status = execute_run(rt, run_id)
     typer.echo(f"run {run_id}: {status.value}")
     raise typer.Exit(0 if status is RunStatus.SUCCEEDED else 1)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")] = 8000,
+    migrate: Annotated[
+        bool, typer.Option(help="Apply database migrations first (locked; safe with several).")
+    ] = False,
+    grace: Annotated[float, typer.Option(help="Seconds running locations get on SIGTERM.")] = 30.0,
+) -> None:
+    """Serve the API with the launcher and the embedded scheduler in one process.
+
+    SIGTERM stops accepting work, lets running locations finish within --grace and leaves the
+    rest to the next run. Several processes may share one PostgreSQL."""
+    from fluxion_etl.logs import configure_logging
+    from fluxion_etl.service import Service
+    from fluxion_etl.store.db import create_db_engine, upgrade
+
+    settings, config = settings_and_config()
+    configure_logging(settings.log_format)
+    if migrate:
+        engine = create_db_engine(settings.database_url)
+        upgrade(engine)
+        engine.dispose()
+    service = Service.open(settings, config, clock_from_spec(os.environ.get("FLUXION_CLOCK")))
+    service.start()
+    try:
+        run_http(service, host, port)
+    finally:
+        service.stop(grace)
+
+
+def demo(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="API port.")] = 8000,
+    skus: Annotated[int, typer.Option(min=1, max=50_000, help="Articles per store.")] = 4000,
+    lines_per_day: Annotated[int, typer.Option(min=0, max=50_000)] = 2000,
+) -> None:
+    """Run everything on this machine with nothing configured: KLK simulator, SQLite in the
+    working directory, API on 127.0.0.1, and a first sync at once."""
+    from fluxion_etl.demo import DemoOptions, run_demo
+    from fluxion_etl.logs import configure_logging
+
+    configure_logging("console", quiet=True)
+    options = DemoOptions(port=port, directory=Path.cwd(), skus=skus, lines_per_day=lines_per_day)
+    run_demo(options, serve=run_http)
+
+
+def run_http(
+    service: Service, host: str, port: int, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn handles both: it stops accepting, then returns)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        service.app(), host=host, port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    typer.echo(f"fluxion-etl serving on {url}", err=True)
+    if on_ready is not None:
+        threading.Thread(target=_when_started, args=(server, url, on_ready), daemon=True).start()
+    server.run(sockets=[sock])
+
+
+def _when_started(server: object, url: str, on_ready: Callable[[str], None]) -> None:
+    while not getattr(server, "started", False):
+        time.sleep(0.05)
+    on_ready(url)

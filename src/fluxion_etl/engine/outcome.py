@@ -37,28 +37,36 @@ class LocationFailure(FluxionError):
 
 @dataclass
 class Timings:
-    """Milliseconds per phase, accumulated over a location's work."""
+    """Milliseconds per phase, accumulated over a location's work.
+
+    A phase still being measured counts up to now in ``as_dict``: the load phase's time is written
+    inside the very transaction it measures."""
 
     extract_ms: int = 0
     transform_ms: int = 0
     load_ms: int = 0
+    _open: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def measure(self, phase: ErrorPhase) -> Iterator[None]:
-        started = time.perf_counter()
+        name = f"{phase.value}_ms"
+        self._open[name] = time.perf_counter()
         try:
             yield
         finally:
-            elapsed = int((time.perf_counter() - started) * 1000)
-            name = f"{phase.value}_ms"
-            setattr(self, name, getattr(self, name) + elapsed)
+            started = self._open.pop(name)
+            setattr(self, name, getattr(self, name) + _ms_since(started))
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "extract_ms": self.extract_ms,
-            "transform_ms": self.transform_ms,
-            "load_ms": self.load_ms,
-        }
+        done = {"extract_ms": self.extract_ms, "transform_ms": self.transform_ms}
+        done["load_ms"] = self.load_ms
+        for name, started in self._open.items():
+            done[name] += _ms_since(started)
+        return done
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 @dataclass

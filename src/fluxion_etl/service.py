@@ -1,0 +1,163 @@
+"""One service process: API, launcher, maintenance and (embedded) scheduler, built from settings.
+
+    Service.open(settings, config, clock)      engine, KLK client, runtime, launcher, context
+    service.start()                            locations and schedules seeded, background loops
+    service.app()                              the FastAPI app over the service's context
+    service.stop(grace)                        no new work; running locations finish within grace
+
+Maintenance runs in every live process, on its own clock tick (SPEC §4.3): reap runs whose lease
+expired, relaunch runs queued but never handed off (a crash between queueing and launching), let
+the launcher notice dead executions, and apply retention.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+
+from fluxion_etl.api.app import create_app
+from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.config import ChainConfig
+from fluxion_etl.domain.clock import Clock
+from fluxion_etl.domain.states import RunStatus
+from fluxion_etl.engine.runtime import Runtime
+from fluxion_etl.klk.client import KlkClient
+from fluxion_etl.launchers import Launcher, LaunchError
+from fluxion_etl.scheduler.embedded import EmbeddedScheduler
+from fluxion_etl.scheduler.fires import submitting_fire
+from fluxion_etl.settings import Settings
+from fluxion_etl.store import leases, ledger, loader, schedules
+from fluxion_etl.store.db import check_schema, create_db_engine
+
+log = structlog.get_logger("fluxion.service")
+
+RELAUNCH_AFTER = timedelta(seconds=30)
+MAINTENANCE_SECONDS = 5.0
+
+
+def make_launcher(rt: Runtime) -> Launcher:
+    settings = rt.settings
+    if settings.launcher == "subprocess":
+        from fluxion_etl.launchers.subprocess import SubprocessLauncher
+
+        return SubprocessLauncher(rt.engine, rt.clock)
+    if settings.launcher == "ecs":
+        from fluxion_etl.launchers.ecs import EcsLauncher
+
+        return EcsLauncher.from_settings(settings, rt.engine, rt.clock)
+    from fluxion_etl.launchers.inline import InlineLauncher
+
+    return InlineLauncher(rt)
+
+
+@dataclass
+class Service:
+    rt: Runtime
+    launcher: Launcher
+    context: ServiceContext
+    scheduler: EmbeddedScheduler | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings, config: ChainConfig, clock: Clock) -> Service:
+        engine = create_db_engine(settings.database_url)
+        check_schema(engine)
+        rt = Runtime(
+            settings=settings,
+            config=config,
+            engine=engine,
+            klk=KlkClient.from_settings(settings),
+            clock=clock,
+        )
+        launcher = make_launcher(rt)
+        context = ServiceContext(
+            settings=settings, config=config, engine=engine, launcher=launcher, clock=clock
+        )
+        service = cls(rt=rt, launcher=launcher, context=context)
+        rt.stop_requested = service._stop.is_set
+        return service
+
+    def start(self) -> None:
+        self._seed()
+        if self.rt.settings.scheduler == "embedded":
+            fire = submitting_fire(
+                self.rt.engine,
+                config=self.rt.config,
+                settings=self.rt.settings,
+                clock=self.rt.clock,
+                launcher=self.launcher.name,
+                on_created=self.launch,
+            )
+            self.scheduler = EmbeddedScheduler(self.rt.engine, self.rt.clock, fire)
+            self.scheduler.start()
+            self.context.scheduler_alive = self.scheduler.is_alive
+        thread = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def app(self) -> FastAPI:
+        return create_app(self.rt.settings, services=self.context)
+
+    def launch(self, run_id: int) -> None:
+        """Hand a queued run to the launcher; a failed hand-off fails the run (category launch)."""
+        try:
+            self.launcher.launch(run_id)
+        except LaunchError as exc:
+            with self.rt.engine.begin() as conn:
+                ledger.finish_run(
+                    conn,
+                    run_id,
+                    RunStatus.FAILED,
+                    now=self.rt.clock.now(),
+                    error_category="launch",
+                    error_message=str(exc),
+                )
+            log.error("launch failed", run_id=run_id, error=str(exc))
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop taking work; running locations get ``grace`` seconds, the rest is left."""
+        self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.launcher.close(grace)
+        for thread in self._threads:
+            thread.join(timeout=MAINTENANCE_SECONDS + 1)
+        self.rt.klk.close()
+        self.rt.engine.dispose()
+
+    def _seed(self) -> None:
+        now = self.rt.clock.now()
+        with self.rt.engine.begin() as conn:
+            loader.upsert_locations(conn, self.rt.config.locations, now)
+            report = schedules.seed_schedules(
+                conn, schedules.definitions_from_config(self.rt.config), now
+            )
+        log.info("seeded", locations=len(self.rt.config.locations), schedules=str(report))
+
+    def _maintain(self) -> None:
+        interval = MAINTENANCE_SECONDS / getattr(self.rt.clock, "speed", 1.0)
+        while not self._stop.wait(interval):
+            try:
+                self.maintain_once()
+            except SQLAlchemyError as exc:  # the database may be down; try again next tick
+                log.warning("maintenance skipped", error=str(exc).splitlines()[0][:200])
+
+    def maintain_once(self) -> None:
+        rt, now = self.rt, self.rt.clock.now()
+        ttl = timedelta(seconds=rt.settings.lease_ttl_seconds)
+        with rt.engine.begin() as conn:
+            reaped = leases.reap_expired(conn, now=now, ttl=ttl)
+            stale = ledger.list_runs(conn, status=RunStatus.QUEUED.value, limit=100)
+        if reaped:
+            log.warning("runs abandoned: their process stopped heartbeating", runs=reaped)
+        for run in stale:
+            if run.external_ref is None and run.created_at < now - RELAUNCH_AFTER:
+                log.warning("relaunching a run queued but never launched", run_id=run.id)
+                self.launch(run.id)
+        self.launcher.poll()

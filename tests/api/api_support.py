@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -62,6 +66,25 @@ class Api:
 
     def auth(self, scope: str | None) -> dict[str, str]:
         return {} if scope is None else {"Authorization": f"Bearer {self.secrets[scope]}"}
+
+
+@contextmanager
+def served_on_loopback(app: FastAPI) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def make_services(engine: Engine, clock: ManualClock, launcher: FakeLauncher) -> ServiceContext:

@@ -4,15 +4,13 @@ create exactly one run (the database's unique key decides, not a check-then-inse
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
-from api_support import NOW, FakeLauncher, make_services, make_tokens
+from api_support import NOW, FakeLauncher, make_services, make_tokens, served_on_loopback
 from sqlalchemy import Engine, func, select
 
 from fluxion_etl.api.app import create_app
@@ -24,30 +22,12 @@ CALLERS = 50
 
 @pytest.fixture
 def served(engine: Engine) -> Iterator[tuple[str, str, FakeLauncher]]:
-    """(base URL, trigger token, launcher) of the API served by uvicorn on a free loopback port."""
+    """(base URL, trigger token, launcher) of the API served by uvicorn on loopback."""
     launcher = FakeLauncher()
     services = make_services(engine, ManualClock(NOW), launcher)
     token = make_tokens(engine, NOW)["trigger"]
-    config = uvicorn.Config(
-        create_app(services.settings, services=services),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", token, launcher
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_on_loopback(create_app(services.settings, services=services)) as url:
+        yield url, token, launcher
 
 
 def test_concurrent_identical_triggers_with_one_key_create_one_run(

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from scheduler_helpers import CARACAS
-
 from fluxion_etl.config import ChainConfig, load_config
 from fluxion_etl.settings import Settings
-
-__all__ = ["CARACAS"]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fluxion_etl.config import ChainConfig, load_config
 from fluxion_etl.settings import Settings
 

@@ -260,3 +260,22 @@ def test_stored_definitions_round_trip_every_field(engine: Engine) -> None:
     with engine.begin() as conn:
         seed_schedules(conn, (custom,), NOW)
         assert require_schedule(conn, "night").definition == custom
+
+
+def test_a_manual_trigger_does_not_move_where_the_scheduler_resumes(engine: Engine) -> None:
+    fire(engine, NOW, FireOutcome.STARTED, run_id=1)
+    with engine.begin() as conn:
+        record_fire(
+            conn,
+            schedule_name="inventory",
+            scheduled_for=NOW + timedelta(minutes=47),
+            outcome=FireOutcome.STARTED,
+            run_id=2,
+            source=FireSource.MANUAL,
+            now=NOW,
+        )
+        latest = last_fire(conn, "inventory")
+        everything = list_fires(conn)
+    assert latest is not None
+    assert latest.scheduled_for == NOW
+    assert [f.source for f in everything] == [FireSource.MANUAL, FireSource.EMBEDDED]

@@ -339,6 +339,7 @@ def list_fires(
     schedule_name: str | None = None,
     outcome: FireOutcome | None = None,
     since: datetime | None = None,
+    include_manual: bool = True,
     limit: int = 100,
 ) -> list[FireRow]:
     """Recorded fires, newest scheduled time first; ``since`` filters on the scheduled time."""
@@ -349,10 +350,15 @@ def list_fires(
         query = query.where(fires.c.outcome == outcome.value)
     if since is not None:
         query = query.where(fires.c.scheduled_for >= since)
+    if not include_manual:
+        query = query.where(fires.c.source != FireSource.MANUAL.value)
     return [FireRow.from_row(row) for row in conn.execute(query).mappings()]
 
 
 def last_fire(conn: Connection, schedule_name: str) -> FireRow | None:
-    """The schedule's latest recorded fire (by scheduled time): where its scheduler resumes."""
-    found = list_fires(conn, schedule_name=schedule_name, limit=1)
+    """The schedule's latest recorded scheduled fire: where its scheduler resumes after a restart.
+
+    Manual triggers do not count: one at 10:17 must not hide the fires missed before it.
+    """
+    found = list_fires(conn, schedule_name=schedule_name, include_manual=False, limit=1)
     return found[0] if found else None

@@ -26,7 +26,9 @@ def standalone_context() -> dict[str, object]:
 
 
 def build(app: cdk.App) -> FluxionStack:
-    settings = DeploySettings.from_context(app.node.try_get_context("fluxion"))
+    settings = DeploySettings.from_context(
+        app.node.try_get_context("fluxion"), image=app.node.try_get_context("image")
+    )
     environment = cdk.Environment(account=settings.account, region=settings.region)
     return FluxionStack(
         app,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from cdk_support import example_context
 from fluxion_deploy.settings import DeploySettings, DeploySettingsError
@@ -31,3 +33,10 @@ def test_a_missing_context_says_where_to_start() -> None:
 def test_wrong_context_values_are_named(change: dict[str, object], message: str) -> None:
     with pytest.raises(DeploySettingsError, match=message):
         DeploySettings.from_context({**example_context(), **change})
+
+
+def test_ci_passes_the_context_as_json_and_the_image_apart() -> None:
+    text = json.dumps(example_context())
+    settings = DeploySettings.from_context(text, image="1.dkr.ecr.us-east-1.amazonaws.com/f:abc")
+    assert settings.image == "1.dkr.ecr.us-east-1.amazonaws.com/f:abc"
+    assert settings.vpc_id == example_context()["vpcId"]

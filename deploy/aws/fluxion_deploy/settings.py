@@ -7,6 +7,7 @@ synthesizes offline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -67,7 +68,18 @@ class DeploySettings:
     trigger_timeout_seconds: int = 30
 
     @classmethod
-    def from_context(cls, context: Mapping[str, Any] | None) -> DeploySettings:
+    def from_context(
+        cls, context: Mapping[str, Any] | str | None, *, image: str | None = None
+    ) -> DeploySettings:
+        """``context`` is cdk.json's object, or the JSON text ``-c fluxion='{...}'`` gives;
+        ``image`` (``-c image=URI``, what CI deploys) replaces the context's image."""
+        if isinstance(context, str):
+            try:
+                context = json.loads(context)
+            except ValueError as exc:
+                raise DeploySettingsError(f"CDK context 'fluxion' is not JSON: {exc}") from None
+        if isinstance(context, Mapping) and image:
+            context = {**context, "image": image}
         if not isinstance(context, Mapping):
             raise DeploySettingsError(
                 "CDK context 'fluxion' is missing: copy the example in deploy/aws/cdk.json and "

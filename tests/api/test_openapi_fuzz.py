@@ -39,7 +39,7 @@ def fuzz_config(api: Api) -> SchemathesisConfig:
         {
             "headers": api.auth("admin"),
             "checks": {"enabled": False, "not_a_server_error": {"enabled": True}},
-            "generation": {"max-examples": 25, "mode": "all", "database": "none"},
+            "generation": {"max-examples": 20, "mode": "all", "database": "none"},
             "phases": {"stateful": {"enabled": False}},
             "seed": 20260105,
         }

@@ -173,6 +173,20 @@ def test_409_names_the_running_run_when_every_requested_location_is_busy(api: Ap
     assert api.launcher.launched == []
 
 
+def test_409_for_a_chain_wide_call_when_every_location_is_busy(api: Api) -> None:
+    for location_id in api.services.config.location_ids:
+        hold(api, "inventory", location_id, run_id=7)
+
+    answer = post(api, SYNC, {"ubicacion_id": None})
+
+    assert answer.status_code == 409
+    assert answer.json()["run_id"] == 7
+    assert (
+        f"all {len(api.services.config.location_ids)} requested locations"
+        in answer.json()["message"]
+    )
+
+
 def test_a_run_starts_when_only_some_requested_locations_are_busy(api: Api) -> None:
     hold(api, "inventory", "tienda_05")
 

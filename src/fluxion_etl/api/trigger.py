@@ -166,13 +166,15 @@ def busy_holder(services: ServiceContext, request: RunRequest) -> TriggerOutcome
     if not wanted:
         return None
     now = services.clock.now()
-    holders: list[int] = []
     with services.read_engine.connect() as conn:
-        for location_id in wanted:
-            lease = leases.holder(conn, request.job.value, location_id)
-            if lease is None or lease.expires_at <= now:
-                return None
-            holders.append(lease.run_id)
+        live = {
+            lease.location_id: lease.run_id
+            for lease in leases.list_leases(conn)
+            if lease.job is request.job and lease.expires_at > now
+        }
+    if not all(location_id in live for location_id in wanted):
+        return None
+    holders = [live[location_id] for location_id in wanted]
     run_id = max(set(holders), key=holders.count)
     where = wanted[0] if len(wanted) == 1 else f"all {len(wanted)} requested locations"
     return TriggerOutcome(

@@ -36,9 +36,9 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def ecs_world(aws_credentials: None) -> Iterator[EcsWorld]:
     """A moto ECS cluster with the worker task definition, in a VPC with one subnet."""
-    import boto3  # noqa: PLC0415 - only the AWS tests need the AWS extra
-    from moto import mock_aws  # noqa: PLC0415
-    from moto.moto_api import state_manager  # noqa: PLC0415
+    import boto3
+    from moto import mock_aws
+    from moto.moto_api import state_manager
 
     # moto walks a task towards STOPPED on each describe; here a task runs until it is stopped.
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**6})
@@ -73,7 +73,7 @@ def ecs_world(aws_credentials: None) -> Iterator[EcsWorld]:
 @pytest.fixture
 def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     """SQLite only, where the dialect cannot matter (the shared ``engine`` runs both dialects)."""
-    from fluxion_etl.store.db import create_db_engine, upgrade  # noqa: PLC0415
+    from fluxion_etl.store.db import create_db_engine, upgrade
 
     eng = create_db_engine(sqlite_url)
     upgrade(eng)

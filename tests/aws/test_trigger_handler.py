@@ -178,20 +178,33 @@ def test_refusals_raise_with_the_answers_text(
     }
 
 
+def test_a_schedule_of_several_locations_leaves_the_scope_to_the_service(
+    boto3_python: Path, secrets: FakeSecrets
+) -> None:
+    with scripted_service(_answer(202, status="running", run_id=1)) as service:
+        invoke(
+            boto3_python,
+            [fire_event(locations=["tienda_01", "tienda_02"])],
+            service_url=service.url,
+            secrets_url=secrets.url,
+        )
+    assert service.requests[0].body == {"ubicacion_id": None}
+
+
 def test_a_malformed_event_raises_without_calling_the_service(
     boto3_python: Path, secrets: FakeSecrets
 ) -> None:
     with scripted_service(_answer(202)) as service:
-        (no_time, several) = invoke(
+        (no_time, unknown_job) = invoke(
             boto3_python,
             [
                 {"schedule": "inventory", "job": "inventory"},
-                fire_event(locations=["tienda_01", "tienda_02"]),
+                fire_event(job="prices"),
             ],
             service_url=service.url,
             secrets_url=secrets.url,
         )
     assert no_time["error"] == "ValueError"
     assert "lacks scheduled_time" in no_time["message"]
-    assert "split it into one schedule per location" in several["message"]
+    assert "unknown job 'prices'" in unknown_job["message"]
     assert service.requests == []

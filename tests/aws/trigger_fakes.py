@@ -193,3 +193,26 @@ def fire_event(
         "execution_id": "exec-1",
         "attempt": "1",
     }
+
+
+@contextmanager
+def served_on_loopback(app: Any) -> Iterator[str]:
+    """An ASGI app served by a real uvicorn on a free loopback port; yields its base URL."""
+    import time
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

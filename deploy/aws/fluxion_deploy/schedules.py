@@ -21,7 +21,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from fluxion_deploy.trigger.handler import request_for
+from fluxion_deploy.trigger.handler import JOB_PATHS
 from fluxion_etl.config import load_config
 from fluxion_etl.domain.exports import EventBridgeSchedule, to_eventbridge
 from fluxion_etl.domain.schedules import ScheduleDef
@@ -40,11 +40,11 @@ def load_schedules(config_file: Path) -> tuple[ScheduleDef, ...]:
 
 
 def eventbridge_schedule(definition: ScheduleDef) -> EventBridgeSchedule:
-    """As EventBridge has it; a schedule EventBridge or the trigger contract cannot express
-    stops the synthesis with the reason."""
+    """As EventBridge has it; a schedule EventBridge cannot express stops the synthesis with the
+    converter's reason, a job the trigger has no route for with the trigger's."""
     converted = to_eventbridge(definition)
-    locations = None if converted.locations is None else list(converted.locations)
-    request_for(converted.job, locations)
+    if converted.job not in JOB_PATHS:
+        raise ValueError(f"schedule {converted.name}: the trigger has no route for {converted.job}")
     return converted
 
 

@@ -98,16 +98,11 @@ def parse_fire(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def request_for(job: str, locations: list[str] | None) -> tuple[str, dict[str, Any]]:
-    """The contract's path and body: one location, or ``null`` for every location.
-
-    The contract names at most one location; a schedule scoped to several cannot be sent.
-    """
-    if locations is not None and len(locations) != 1:
-        raise ValueError(
-            f"a {job} schedule scoped to {len(locations)} locations cannot be sent through the "
-            "trigger contract (one location or all); split it into one schedule per location"
-        )
-    return JOB_PATHS[job], {"ubicacion_id": locations[0] if locations else None}
+    """The contract's path and body. The contract names one location or ``null``; for a fire,
+    ``null`` means the schedule's own scope (the service reads it from the schedule), so only a
+    schedule of exactly one location names it."""
+    one = locations[0] if locations is not None and len(locations) == 1 else None
+    return JOB_PATHS[job], {"ubicacion_id": one}
 
 
 def post(

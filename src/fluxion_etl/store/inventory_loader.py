@@ -22,6 +22,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Column, Connection, TextClause, bindparam, text
@@ -257,7 +258,8 @@ def upsert_products(conn: Connection, items: Iterable[CatalogueItem], now: datet
 
     Returns how many products were inserted or changed; identical ones are not written.
     """
-    unique = list({item.sku: item for item in items}.values())
+    # Sorted, so two processes upserting overlapping products lock rows in the same order.
+    unique = sorted({item.sku: item for item in items}.values(), key=attrgetter("sku"))
     if not unique:
         return 0
     columns: list[Column[Any]] = [products.c[name] for name in PRODUCT_FIELDS]

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from fluxion_etl.domain.records import Location
+from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.inventory_loader import (
     InventoryResult,
     InventoryStage,
@@ -59,8 +60,8 @@ def upsert_locations(conn: Connection, configured: Sequence[Location], now: date
         if id_ in stored and any(stored[id_][k] != v for k, v in row.items())
     ]
     gone = [id_ for id_, row in stored.items() if id_ not in wanted and row["active"]]
-    if new:
-        conn.execute(insert(locations), new)
+    if new:  # a concurrent mirror may have inserted the same row first: then it is there
+        conn.execute(insert_for(conn, locations).on_conflict_do_nothing(), new)
     if changed:
         conn.execute(_update_location(), [{"b_" + k: v for k, v in r.items()} for r in changed])
     if gone:

@@ -31,6 +31,10 @@ def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[Catalogue
                 held.append(held_note)
         result.held_message = "; ".join(held) or None
         ctx.commit_success(conn, result)
+    # Logged after the commit: the run log writes through its own connection, which on SQLite
+    # would wait for the write lock this load transaction holds.
+    for note in held:
+        ctx.log.warning("mass disappearance held", ctx.location.id, detail=note)
     ctx.log.info(
         "inventory loaded",
         ctx.location.id,
@@ -90,7 +94,6 @@ def _load_one(
             total=staged.current_total,
             now=ctx.rt.clock.now(),
         )
-        ctx.log.warning("mass disappearance held", ctx.location.id, detail=held_note)
     counters = ItemCounters(
         inserted=loaded.inserted,
         updated=loaded.updated,

@@ -7,7 +7,9 @@ Whole-day windows also remove lines KLK no longer returns (voids), unless that i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
@@ -130,6 +132,7 @@ def _extract(ctx: LocationContext, window: SalesWindow, result: LocationResult) 
 
 def _sync_day(ctx: LocationContext, window: SalesWindow, result: LocationResult) -> None:
     batch = _extract(ctx, window, result)
+    note: _Note | None = None
     with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
         loaded = sales_loader.load_sales(
             conn,
@@ -142,12 +145,31 @@ def _sync_day(ctx: LocationContext, window: SalesWindow, result: LocationResult)
             inserted=loaded.inserted, updated=loaded.updated, unchanged=loaded.unchanged
         )
         if window.whole_day:
-            _remove_voids(ctx, conn, window, batch, result)
+            note = _remove_voids(ctx, conn, window, batch, result)
         _cover(ctx, conn, window, batch)
         if window.end >= ctx.rt.clock.now().replace(microsecond=0):
             sync_state.advance_watermark(
                 conn, job="sales", location_id=ctx.location.id, watermark=window.end
             )
+    if note is not None:  # only now: the run log writes through a connection of its own
+        note.write(ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class _Note:
+    """A run-log line about a load, written once the load transaction has ended.
+
+    The run log writes through its own connection; inside the load transaction that would wait
+    on SQLite for the write lock this very transaction holds (30 s, then "database is locked",
+    failing every other location queued behind it).
+    """
+
+    level: str
+    event: str
+    fields: dict[str, Any]
+
+    def write(self, ctx: LocationContext) -> None:
+        getattr(ctx.log, self.level)(self.event, ctx.location.id, **self.fields)
 
 
 def _remove_voids(
@@ -156,7 +178,8 @@ def _remove_voids(
     window: SalesWindow,
     batch: SalesBatch,
     result: LocationResult,
-) -> None:
+) -> _Note | None:
+    """Delete lines KLK no longer returns for the day, or hold a mass deletion back."""
     keep = {line.key for line in batch.lines}
 
     def delete_missing(apply: bool) -> int:
@@ -171,7 +194,7 @@ def _remove_voids(
 
     missing = delete_missing(False)
     if not missing:
-        return
+        return None
     stored = _stored_lines(conn, ctx.location.id, window)
     threshold = ctx.rt.settings.mass_deletion_threshold
     subject = f"sales {window.day.isoformat()}"
@@ -192,16 +215,14 @@ def _remove_voids(
         )
         result.counters += ItemCounters(held=missing)
         result.held_message = "; ".join(filter(None, [result.held_message, note]))
-        ctx.log.warning("mass deletion held", ctx.location.id, detail=note)
-        return
+        return _Note("warning", "mass deletion held", {"detail": note})
     deleted = delete_missing(True)
     held.resolve_held_deletions(
         conn, location_id=ctx.location.id, subject=subject, now=ctx.rt.clock.now()
     )
     result.counters += ItemCounters(deleted=deleted)
-    ctx.log.info(
-        "voided lines removed", ctx.location.id, day=window.day.isoformat(), deleted=deleted
-    )
+    fields: dict[str, Any] = {"day": window.day.isoformat(), "deleted": deleted}
+    return _Note("info", "voided lines removed", fields)
 
 
 def _stored_lines(conn: Connection, location_id: str, window: SalesWindow) -> int:

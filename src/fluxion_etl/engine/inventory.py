@@ -77,8 +77,13 @@ def _load_one(
         now=ctx.rt.clock.now(),
         apply_disappearances=apply,
     )
+    subject = f"catalogue {catalogue.warehouse_code}"
     held_note = None
-    if not apply:
+    if apply:  # applied, or nothing vanishes any more: what an earlier run held is settled
+        held.resolve_held_deletions(
+            conn, location_id=ctx.location.id, subject=subject, now=ctx.rt.clock.now()
+        )
+    else:
         held_note = (
             f"{staged.disappearing} of {staged.current_total} articles of "
             f"{catalogue.warehouse_code} "
@@ -89,7 +94,7 @@ def _load_one(
             run_id=ctx.run_id,
             location_id=ctx.location.id,
             job=ctx.job.value,
-            subject=f"catalogue {catalogue.warehouse_code}",
+            subject=subject,
             would_delete=staged.disappearing,
             total=staged.current_total,
             now=ctx.rt.clock.now(),

@@ -192,12 +192,15 @@ def _remove_voids(
             apply=apply,
         )
 
+    subject = f"sales {window.day.isoformat()}"
     missing = delete_missing(False)
-    if not missing:
+    if not missing:  # KLK has every stored line again: a deletion held earlier is not needed
+        held.resolve_held_deletions(
+            conn, location_id=ctx.location.id, subject=subject, now=ctx.rt.clock.now()
+        )
         return None
     stored = _stored_lines(conn, ctx.location.id, window)
     threshold = ctx.rt.settings.mass_deletion_threshold
-    subject = f"sales {window.day.isoformat()}"
     if is_mass_deletion(missing, stored, threshold) and not ctx.params.get("allow_mass_deletion"):
         note = (
             f"{missing} of {stored} lines of {window.day} vanished from KLK "

@@ -58,9 +58,9 @@ class Recorded:
 
 @dataclass
 class ScriptedService:
-    """A service that answers each POST with ``answer(path, body)`` and records the request."""
+    """A service that answers each POST with ``answer(request)`` and records the request."""
 
-    answer: Callable[[str, Any], tuple[int, dict[str, Any]]]
+    answer: Callable[[Recorded], tuple[int, dict[str, Any]]]
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
 
@@ -81,9 +81,14 @@ class _Quiet(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (the function's timeout) is expected here, not an error."""
+
+
 @contextmanager
 def _serve(handler_class: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    server = _Server(("127.0.0.1", 0), handler_class)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -95,15 +100,16 @@ def _serve(handler_class: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @contextmanager
 def scripted_service(
-    answer: Callable[[str, Any], tuple[int, dict[str, Any]]],
+    answer: Callable[[Recorded], tuple[int, dict[str, Any]]],
 ) -> Iterator[ScriptedService]:
     service = ScriptedService(answer)
 
     class Handler(_Quiet):
         def do_POST(self) -> None:
             body = json.loads(self._body() or b"null")
-            service.requests.append(Recorded(self.path, dict(self.headers.items()), body))
-            status, payload = service.answer(self.path, body)
+            request = Recorded(self.path, dict(self.headers.items()), body)
+            service.requests.append(request)
+            status, payload = service.answer(request)
             self._send(status, payload, "application/json")
 
     with _serve(Handler) as url:

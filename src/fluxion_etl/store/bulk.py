@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date
+from decimal import Decimal
 from itertools import repeat
 from operator import attrgetter
 from typing import Any
@@ -125,25 +126,37 @@ def columns_of(records: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
 
 
 class _Memo(dict[Any, Any]):
-    """``encode(value)`` cached by value; sales repeat prices, rates and invoice times a lot."""
+    """``encode(key)`` computed once per distinct key: sales repeat prices, rates and times."""
 
     def __init__(self, encode: Callable[[Any], Any]) -> None:
         super().__init__({None: None})
         self._encode = encode
 
-    def __missing__(self, value: Any) -> Any:
-        encoded = self[value] = self._encode(value)
+    def __missing__(self, key: Any) -> Any:
+        encoded = self[key] = self._encode(key)
         return encoded
 
 
-def _sqlite_memo(column: Column[Any]) -> _Memo | None:
+def _canonical_decimal_text(text: str) -> str:
+    return decimal_text(Decimal(text))
+
+
+def _encode_for_sqlite(column: Column[Any], values: Sequence[Any]) -> Sequence[Any]:
+    """One column's values in the text form ``store.types`` stores on SQLite.
+
+    Decimals are memoised by ``str(value)`` (C-fast and exact) rather than by the Decimal itself:
+    hashing a fresh Decimal costs more than formatting it.
+    """
     if isinstance(column.type, Money):
-        return _Memo(decimal_text)
+        money = _Memo(_canonical_decimal_text)
+        return [None if v is None else money[str(v)] for v in values]
     if isinstance(column.type, UtcDateTime):
-        return _Memo(utc_text)
+        instants = _Memo(utc_text)
+        return [instants[v] for v in values]
     if isinstance(column.type, Date):
-        return _Memo(date.isoformat)
-    return None
+        days = _Memo(date.isoformat)
+        return [days[v] for v in values]
+    return values
 
 
 def sqlite_rows(
@@ -159,10 +172,7 @@ def sqlite_rows(
     column by column through a memo dict (a subscript per value, no Python call on a hit), and the
     rows are assembled by ``zip`` in C.
     """
-    encoded: list[Iterable[Any]] = []
-    for column, column_values in zip(columns, values, strict=True):
-        memo = _sqlite_memo(column)
-        encoded.append(column_values if memo is None else [memo[v] for v in column_values])
+    encoded = [_encode_for_sqlite(c, v) for c, v in zip(columns, values, strict=True)]
     constants_before = [repeat(v) for v in before]
     constants_after = [repeat(v) for v in after]
     return list(zip(*constants_before, *encoded, *constants_after, strict=False))  # repeat()s

@@ -1,0 +1,57 @@
+"""The loaders' fast SQLite encoding writes exactly what the column types write."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy.dialects import sqlite
+
+from fluxion_etl.store.bulk import sqlite_rows
+from fluxion_etl.store.schema import sales_lines
+
+DECIMALS = [
+    Decimal("886.50"),
+    Decimal("886.5"),
+    Decimal("1E+2"),
+    Decimal("1.2E-7"),
+    Decimal("-0.00"),
+    Decimal("0"),
+    Decimal("-12.3400"),
+    Decimal("123456789012.12345678"),
+    None,
+]
+INSTANTS = [
+    datetime(2026, 1, 5, 11, 0, tzinfo=UTC),
+    datetime(2026, 1, 5, 7, 0, 0, 1, tzinfo=timezone(timedelta(hours=-4))),
+    None,
+]
+
+
+def bound(column_name: str, value: object) -> object:
+    """What SQLAlchemy sends to SQLite for ``value`` through the column's own type."""
+    dialect = sqlite.dialect()
+    processor = sales_lines.c[column_name].type.dialect_impl(dialect).bind_processor(dialect)
+    return processor(value) if processor else value
+
+
+def test_money_instants_and_days_encode_like_their_column_types() -> None:
+    columns = [sales_lines.c.quantity, sales_lines.c.sold_at, sales_lines.c.business_day]
+    days = [date(2026, 1, 5), date(2025, 12, 31), date(2026, 1, 5)]
+    count = len(DECIMALS)
+    values = [DECIMALS, (INSTANTS * 3)[:count], (days * 3)[:count]]
+
+    rows = sqlite_rows(columns, values, before=("tienda_01",), after=(7,))
+
+    assert rows == [
+        (
+            "tienda_01",
+            bound("quantity", money),
+            bound("sold_at", instant),
+            bound("business_day", day),
+            7,
+        )
+        for money, instant, day in zip(*values, strict=True)
+    ]
+    assert rows[0][1] == rows[1][1] == "886.5"
+    assert rows[4][1] == "0"

@@ -272,7 +272,7 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
 
 def _boto3_ecs(region: str | None) -> EcsClient:
     # The AWS extra: only a service running FLUXION_LAUNCHER=ecs needs boto3 (it has no stubs).
-    import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
+    import boto3  # type: ignore[import-untyped]
 
     client: EcsClient = boto3.client("ecs", region_name=region)
     return client

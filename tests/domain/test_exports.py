@@ -171,7 +171,7 @@ def assert_refusal_is_justified(expression: str, reason: str) -> None:
         assert "characters" in reason, reason
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(expression=CRONS, start=STARTS, zone=st.sampled_from(["America/Caracas", "UTC"]))
 def test_exported_expressions_fire_at_the_embedded_schedulers_instants(
     expression: str, start: datetime, zone: str
@@ -203,7 +203,7 @@ def test_cron_restricting_both_day_fields_is_always_refused(dom: list[int], dow:
 TRANSITIONS = [datetime(2026, 3, 7, 12, tzinfo=UTC), datetime(2026, 10, 31, 12, tzinfo=UTC)]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(
     expression=st.tuples(field(0, 59), field(0, 23)).map(lambda mh: f"{mh[0]} {mh[1]} * * *"),
     start=st.sampled_from(TRANSITIONS),

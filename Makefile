@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test check lint typecheck format bench-load bench-cycle clean
+.PHONY: demo test check lint typecheck format bench-load bench-cycle bench-growth bench-service clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,25 @@ format: $(VENV)/.dev
 
 ## Every check: lint, format, types and tests.
 check: lint typecheck test
+
+## Benchmarks (docs/BENCHMARKS.md): the bench group (dlt) goes into .venv, never into the runtime lock.
+## Pass options through BENCH_ARGS, e.g. make bench-cycle BENCH_ARGS="--scale large --dialect postgresql".
+$(VENV)/.bench: requirements/bench.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_QUIET) -r requirements/bench.lock
+	$(BIN)/pip install $(PIP_QUIET) --no-deps -e .
+	touch $@ $(VENV)/.dev $(VENV)/.runtime
+
+bench-load: $(VENV)/.bench
+	$(BIN)/python -m bench.load $(BENCH_ARGS)
+
+bench-cycle: $(VENV)/.bench
+	$(BIN)/python -m bench.cycle $(BENCH_ARGS)
+
+bench-growth: $(VENV)/.bench
+	$(BIN)/python -m bench.growth $(BENCH_ARGS)
+
+bench-service: $(VENV)/.bench
+	$(BIN)/python -m bench.service $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ the launcher notice dead executions, and apply retention.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,7 +25,8 @@ from fluxion_etl.api.app import create_app
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.config import ChainConfig
 from fluxion_etl.domain.clock import Clock
-from fluxion_etl.domain.states import RunStatus
+from fluxion_etl.domain.schedules import upcoming_fires
+from fluxion_etl.domain.states import Job, RunStatus
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.klk.client import KlkClient
 from fluxion_etl.launchers import Launcher, LaunchError
@@ -80,6 +82,7 @@ class Service:
             settings=settings, config=config, engine=engine, launcher=launcher, clock=clock
         )
         service = cls(rt=rt, launcher=launcher, context=context)
+        context.schedule_periods = service.schedule_periods
         rt.stop_requested = service._stop.is_set
         return service
 
@@ -130,6 +133,25 @@ class Service:
             thread.join(timeout=MAINTENANCE_SECONDS + 1)
         self.rt.klk.close()
         self.rt.engine.dispose()
+
+    def schedule_periods(self) -> dict[Job, timedelta]:
+        """The usual period of each job's enabled schedules (median gap between its next fires),
+        for the freshness rule (SPEC §4.12)."""
+        now = self.rt.clock.now()
+        with self.rt.engine.connect() as conn:
+            stored = schedules.list_schedules(conn)
+        periods: dict[Job, timedelta] = {}
+        for entry in stored:
+            definition = entry.definition
+            if not definition.enabled:
+                continue
+            fires = upcoming_fires(definition, now, 49)
+            gaps = sorted(b - a for a, b in itertools.pairwise(fires))
+            if gaps:
+                job = Job(definition.job)
+                median = gaps[len(gaps) // 2]
+                periods[job] = min(periods.get(job, median), median)
+        return periods
 
     def _seed(self) -> None:
         now = self.rt.clock.now()

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from fluxion_etl.domain.requests import ItemCounters, RunRequest, SubmitResult
+from fluxion_etl.domain.schedules import fire_key
 from fluxion_etl.domain.states import (
     ErrorCategory,
     ErrorPhase,
@@ -139,13 +140,6 @@ def _category(value: str | None) -> ErrorCategory | None:
 
 
 # --- runs ------------------------------------------------------------------------------------
-
-
-def fire_key(schedule_name: str, scheduled_for: datetime) -> str:
-    """The idempotency key of one scheduled fire: (schedule, scheduled time in UTC), SPEC §4.2."""
-    if scheduled_for.tzinfo is None:
-        raise ValueError(f"naive scheduled time {scheduled_for!r}: fires are identified in UTC")
-    return f"fire:{schedule_name}:{scheduled_for.astimezone(UTC).isoformat()}"
 
 
 def create_run(

@@ -15,13 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, event, select, text
 
 from fluxion_etl.config import ChainConfig, parse_config
-from fluxion_etl.domain.clock import Clock, ManualClock
+from fluxion_etl.domain.clock import Clock
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
 from fluxion_etl.engine.runner import execute_run
@@ -82,6 +82,12 @@ def fast_settings(database_url: str, klk_url: str, **overrides: Any) -> Settings
     return Settings(**values)
 
 
+class MovableClock(Clock, Protocol):
+    """A clock the test moves (ManualClock, or the shared clock of the CLI tests)."""
+
+    def advance(self, seconds: float = 0, **kwargs: float) -> datetime: ...
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A finished run as the ledger records it."""
@@ -101,7 +107,7 @@ class Chain:
     engine: Engine
     world: SimWorld
     plan: FaultPlan
-    clock: ManualClock
+    clock: MovableClock
     url: str
     config: ChainConfig
     settings: Settings
@@ -149,6 +155,14 @@ class Chain:
     def close(self) -> None:
         for client in self._clients:
             client.close()
+
+
+def latest_run(engine: Engine) -> Outcome:
+    """The newest run (ids are not reset between tests on PostgreSQL: never assume them)."""
+    with engine.connect() as conn:
+        newest = ledger.list_runs(conn, limit=1)
+    assert newest, "no run was recorded"
+    return outcome(engine, newest[0].id)
 
 
 def outcome(engine: Engine, run_id: int) -> Outcome:

@@ -1,0 +1,92 @@
+"""The command-line contract through real processes: exit 0 when every location loaded, 1 when a
+run ended partial or failed (a KLK that cannot be reached is a failure, never "0 rows, success"),
+2 for bad input, with a one-line error that says what to fix and nothing written."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from engine_cli import cli_chain, closed_port_url, finish, one_line, table_counts
+from engine_support import (
+    CARACAS,
+    D1,
+    D2,
+    LOCATIONS,
+    STORES,
+    assert_sales_equal_served,
+    latest_run,
+    outcome,
+)
+from sqlalchemy import Engine
+
+from fluxion_etl.domain.states import ErrorCategory, ItemStatus, RunStatus
+from fluxion_etl.sim.faults import parse_faults
+from fluxion_etl.store import ledger
+
+CLOSED = datetime(2025, 11, 17, 22, 0, tzinfo=CARACAS)
+"""After closing time: no sale happens while real time runs during the test."""
+
+
+def _runs(engine: Engine) -> list[ledger.RunRow]:
+    with engine.connect() as conn:
+        return ledger.list_runs(conn)
+
+
+def test_exit_codes_errors_and_loads_through_the_command(migrated_url: str, tmp_path: Path) -> None:
+    with cli_chain(migrated_url, tmp_path, CLOSED) as cli:
+        chain = cli.chain
+        bad = {  # all at once: each is a whole process start
+            "FLUXION_KLK_BASE_URL": cli.launch("run", "inventory", FLUXION_KLK_BASE_URL="htp:/x"),
+            "unknown location 'tienda_99'": cli.launch("run", "sales", "-l", "tienda_99"),
+            f"start {D2} is after end {D1}": cli.launch(
+                "run", "sales", "--from", str(D2), "--to", str(D1)
+            ),
+            "46 days requested; at most 31": cli.launch(
+                "run", "sales", "--from", "2025-10-01", "--to", str(D1)
+            ),
+        }
+        unreachable = cli.launch("run", "inventory", FLUXION_KLK_BASE_URL=closed_port_url())
+        refused = {fix: finish(process) for fix, process in bad.items()}
+        down = finish(unreachable)
+        after_refusals = table_counts(chain.engine)
+        down_run = _runs(chain.engine)
+
+        chain.plan.replace(parse_faults("sales@tienda_02:http_500"))
+        partial = cli.run("run", "sales", "--from", str(D1), "--to", str(D2))
+        partial_run = latest_run(chain.engine)
+        chain.plan.clear()
+        completed = cli.run("run", "sales", "--from", str(D1), "--to", str(D2))
+        completed_run = latest_run(chain.engine)
+
+        for fix, result in refused.items():
+            assert result.returncode == 2, str(result)
+            line = one_line(result.stderr)
+            assert line.startswith("error: "), line
+            assert fix in line, line
+        assert down.returncode == 1, str(down)
+        assert [r.status for r in down_run] == [RunStatus.FAILED], "bad input wrote no run"
+        down_items = outcome(chain.engine, down_run[0].id).items
+        assert set(down_items) == set(LOCATIONS)
+        assert {(i.status, i.error_category) for i in down_items.values()} == {
+            (ItemStatus.FAILED, ErrorCategory.NETWORK)
+        }
+        assert "network" in down.stdout
+        nothing = {"sales_lines": 0, "inventory_current": 0, "sales_coverage": 0, "leases": 0}
+        assert {t: after_refusals[t] for t in nothing} == nothing
+        assert after_refusals["run_items"] == len(LOCATIONS), "only the unreachable run's items"
+
+        assert partial.returncode == 1, str(partial)
+        assert partial_run.status is RunStatus.PARTIAL
+        failed = partial_run.items["tienda_02"]
+        assert (failed.status, failed.error_category) == (
+            ItemStatus.FAILED,
+            ErrorCategory.HTTP_STATUS,
+        )
+        assert completed.returncode == 0, str(completed)
+        assert completed_run.status is RunStatus.SUCCEEDED
+        assert completed_run.items["tienda_02"].inserted > 0
+        for loc in STORES:
+            assert_sales_equal_served(chain, loc, [D1, D2])
+            if loc != "tienda_02":
+                assert completed_run.items[loc].inserted == 0, "covered days are skipped"

@@ -129,14 +129,23 @@ def test_the_trigger_is_a_python_lambda_with_its_token_by_reference(
 
 
 def test_the_trigger_retries_asynchronously_then_goes_to_its_on_failure_queue(
-    resources: dict[str, Any],
+    template: Any, resources: dict[str, Any]
 ) -> None:
-    _, config = _only(resources, "AWS::Lambda::EventInvokeConfig")
-    properties = config["Properties"]
-    assert properties["MaximumRetryAttempts"] == 2
-    assert properties["MaximumEventAgeInSeconds"] == 3600
-    destination = _ref_name(properties["DestinationConfig"]["OnFailure"]["Destination"])
-    assert destination.startswith("TriggerOnFailureQueue")
+    from aws_cdk.assertions import Match
+
+    (queue,) = [
+        n for n in _of_type(resources, "AWS::SQS::Queue") if n.startswith("TriggerOnFailure")
+    ]
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": 3600,
+            "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [queue, "Arn"]}}},
+            "FunctionName": {"Ref": Match.string_like_regexp("^TriggerFunction")},
+        },
+    )
+    template.resource_count_is("AWS::Lambda::EventInvokeConfig", 1)
 
 
 def test_only_the_handler_file_ships_in_the_function(

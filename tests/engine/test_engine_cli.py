@@ -4,9 +4,11 @@ run ended partial or failed (a KLK that cannot be reached is a failure, never "0
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from engine_cli import cli_chain, closed_port_url, finish, one_line, table_counts
 from engine_support import (
     CARACAS,
@@ -14,13 +16,17 @@ from engine_support import (
     D2,
     LOCATIONS,
     STORES,
+    Chain,
     assert_sales_equal_served,
     latest_run,
     outcome,
 )
 from sqlalchemy import Engine
 
-from fluxion_etl.domain.states import ErrorCategory, ItemStatus, RunStatus
+from fluxion_etl.domain.requests import RunRequest
+from fluxion_etl.domain.states import ErrorCategory, ItemStatus, Job, RunStatus, Trigger
+from fluxion_etl.engine.submit import submit
+from fluxion_etl.errors import BadInputError
 from fluxion_etl.sim.faults import parse_faults
 from fluxion_etl.store import ledger
 
@@ -33,7 +39,11 @@ def _runs(engine: Engine) -> list[ledger.RunRow]:
         return ledger.list_runs(conn)
 
 
+@pytest.mark.parametrize("migrated_url", ["sqlite"], indirect=True)
 def test_exit_codes_errors_and_loads_through_the_command(migrated_url: str, tmp_path: Path) -> None:
+    """SQLite only: every case here is one process start (seconds of CPU each on this shared
+    machine) and none depends on the dialect; what does is checked in process on both, below,
+    and by the kill -9 test, which runs the command on both."""
     with cli_chain(migrated_url, tmp_path, CLOSED) as cli:
         chain = cli.chain
         bad = {  # all at once: each is a whole process start
@@ -90,3 +100,31 @@ def test_exit_codes_errors_and_loads_through_the_command(migrated_url: str, tmp_
             assert_sales_equal_served(chain, loc, [D1, D2])
             if loc != "tienda_02":
                 assert completed_run.items[loc].inserted == 0, "covered days are skipped"
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "fix"),
+    [
+        ({"job": Job.SALES, "locations": ("tienda_99",)}, "unknown location 'tienda_99'"),
+        ({"job": Job.SALES, "locations": ("cedi_caracas",)}, "has no sales"),
+        ({"job": Job.SALES, "date_from": D2, "date_to": D1}, f"start {D2} is after end {D1}"),
+        (
+            {"job": Job.SALES, "date_from": date(2025, 10, 1), "date_to": D1},
+            "46 days requested; at most 31",
+        ),
+        ({"job": Job.SALES, "date_from": D1}, "give both the start and the end date"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    chain: Chain, request_fields: dict[str, Any], fix: str
+) -> None:
+    request = RunRequest(trigger=Trigger.CLI, **request_fields)
+
+    with pytest.raises(BadInputError) as refused:
+        submit(
+            chain.engine, request, config=chain.config, settings=chain.settings, clock=chain.clock
+        )
+
+    assert fix in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert set(table_counts(chain.engine).values()) == {0}, "nothing written"

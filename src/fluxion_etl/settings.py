@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fluxion_etl.errors import ConfigError
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     launcher: Literal["inline", "subprocess", "ecs"] = "inline"
     scheduler: Literal["embedded", "external"] = "embedded"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    # Signs the control centre's session cookies. Unset: a random key per process, so sessions end
+    # on restart and are not shared between processes (set it when several serve one database).
+    session_secret: SecretStr | None = None
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
 
     # FLUXION_LAUNCHER=ecs: each run is an ECS task ``fluxion-etl worker --run-id ID``.
     ecs_cluster: str | None = None

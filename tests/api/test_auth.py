@@ -22,6 +22,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("GET", "/readyz"): (200, 200, 200, 200),
     ("POST", "/api/etl/sync"): (401, 403, 202, 202),
     ("POST", "/api/etl/sync/ventas"): (401, 403, 202, 202),
+    ("POST", "/api/etl/sync/reconcile"): (401, 403, 202, 202),
     ("GET", "/api/etl/runs"): (401, 200, 200, 200),
     ("GET", "/api/etl/runs/{run_id}"): (401, 200, 200, 200),
     ("GET", "/api/etl/runs/{run_id}/logs"): (401, 200, 200, 200),
@@ -29,7 +30,11 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("GET", "/api/etl/locations"): (401, 200, 200, 200),
     ("GET", "/api/etl/freshness"): (401, 200, 200, 200),
 }
-BODIES = {"/api/etl/sync": {"ubicacion_id": None}, "/api/etl/sync/ventas": {"ubicacion_id": None}}
+BODIES = {
+    "/api/etl/sync": {"ubicacion_id": None},
+    "/api/etl/sync/ventas": {"ubicacion_id": None},
+    "/api/etl/sync/reconcile": {"ubicacion_id": None},
+}
 CASES = [
     pytest.param(
         method, path, caller, statuses[i], id=f"{method} {path} as {caller or 'anonymous'}"

@@ -272,3 +272,24 @@ def test_a_failed_launch_answers_503_and_fails_the_run_with_category_launch(api:
     assert run.status is RunStatus.FAILED
     assert run.error_category is ErrorCategory.LAUNCH
     assert "no capacity" in (run.error_message or "")
+
+
+def test_the_reconcile_route_starts_a_reconcile_run_with_the_days_asked(api: Api) -> None:
+    answer = post(api, "/api/etl/sync/reconcile", {"ubicacion_id": "tienda_01", "days": 3})
+
+    assert answer.status_code == 202, answer.text
+    run = get_run(api, answer.json()["run_id"])
+    assert (run.job, tuple(run.scope or ()), run.params) == (
+        "reconcile",
+        ("tienda_01",),
+        {"days": 3},
+    )
+    assert api.launcher.launched == [run.id]
+
+
+def test_the_reconcile_route_refuses_more_days_than_a_month(api: Api) -> None:
+    answer = post(api, "/api/etl/sync/reconcile", {"ubicacion_id": None, "days": 90})
+
+    assert answer.status_code == 422
+    assert answer.json()["message"].startswith("days")
+    assert run_count(api) == 0

@@ -83,6 +83,14 @@ class SalesSyncBody(_Body):
     fecha_fin: LocalDate | None = None
 
 
+class ReconcileBody(_Body):
+    """``POST /api/etl/sync/reconcile``: re-read the previous ``days`` whole local days (default
+    the configured 2) and remove lines KLK no longer returns, unless that is a mass deletion."""
+
+    ubicacion_id: LocationId | None = None
+    days: Annotated[int, Field(ge=1, le=31)] | None = None
+
+
 class SyncAnswer(BaseModel):
     """``status`` stays ``"running"`` while the run is queued or running (what existing callers
     read); ``run_status`` is the run's exact state. A fire that was not started names its outcome

@@ -22,6 +22,7 @@ from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.deps import Services, Triggerer
 from fluxion_etl.api.schemas import (
     ErrorAnswer,
+    ReconcileBody,
     SalesSyncAnswer,
     SalesSyncBody,
     SyncAnswer,
@@ -42,7 +43,11 @@ from fluxion_etl.errors import BadInputError
 router = APIRouter(prefix="/api/etl", tags=["trigger"])
 
 SCHEDULE_HEADER = fires.SCHEDULE_HEADER
-JOB_PATHS = {Job.INVENTORY: "/api/etl/sync", Job.SALES: "/api/etl/sync/ventas"}
+JOB_PATHS = {
+    Job.INVENTORY: "/api/etl/sync",
+    Job.SALES: "/api/etl/sync/ventas",
+    Job.RECONCILE: "/api/etl/sync/reconcile",
+}
 SCHEDULED_TIME_HEADER = "X-Fluxion-Scheduled-Time"
 
 IdempotencyKey = Annotated[
@@ -148,6 +153,33 @@ def sync_sales(
         fecha_inicio=body.fecha_inicio,
         fecha_fin=date_to,
     )
+
+
+@router.post(
+    "/sync/reconcile",
+    status_code=202,
+    response_model=SyncAnswer,
+    responses=ANSWERS,
+    summary="Reconcile sales now: re-read previous whole days and remove voided lines",
+)
+def sync_reconcile(
+    *,
+    response: Response,
+    services: Services,
+    caller: Triggerer,
+    body: Annotated[ReconcileBody | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+    schedule: ScheduleName = None,
+    scheduled_time: ScheduledTime = None,
+) -> SyncAnswer:
+    """Not part of the field's contract (SPEC §6); the ``sales-reconcile`` schedule fires here."""
+    body = body or ReconcileBody()
+    request = _request(Job.RECONCILE, body.ubicacion_id, caller.name, idempotency_key)
+    if body.days is not None:
+        request = replace(request, params={"days": body.days})
+    outcome = _trigger(services, request, _fire(schedule, scheduled_time))
+    response.status_code = outcome.http_status
+    return SyncAnswer(**_fields(outcome), ubicacion_id=body.ubicacion_id)
 
 
 def _request(

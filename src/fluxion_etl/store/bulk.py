@@ -13,7 +13,7 @@ PostgreSQL), so staged and stored values compare equal when they are equal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from itertools import repeat
@@ -46,33 +46,31 @@ def column_list(names: Iterable[str], alias: str | None = None) -> str:
 
 # --- staging tables ------------------------------------------------------------------------------
 
-# One sequence per column ("column-major"): what both encoders below work on fastest.
-Columns = Sequence[Sequence[Any]]
-
 
 def stage(
     conn: Connection,
     name: str,
     columns: Sequence[Column[Any]],
-    values: Columns,
+    records: Sequence[Any],
     *,
     key: Sequence[str] = (),
 ) -> None:
-    """Fill the temporary table ``name`` (created on first use, emptied first) with ``values``.
+    """Fill the temporary table ``name`` (created on first use, emptied first) from ``records``,
+    objects with an attribute named like each column.
 
     The table lives for the session; PostgreSQL empties it at commit (``ON COMMIT DELETE ROWS``) so
     staged data never outlives the caller's transaction. Three statements, however many rows.
     """
     _create_stage(conn, name, columns, key)
-    if not values or not values[0]:
+    if not records:
         return
     names = [c.name for c in columns]
     if is_postgres(conn):
-        copy_rows(conn, name, columns, zip(*values, strict=True))
+        copy_rows(conn, name, columns, rows_of(records, names))
     else:
         placeholders = ", ".join("?" for _ in names)
         insert = f"INSERT INTO temp.{name} ({column_list(names)}) VALUES ({placeholders})"  # noqa: S608 - identifiers are our own constants; values are bound
-        conn.exec_driver_sql(insert, sqlite_rows(columns, values))
+        conn.exec_driver_sql(insert, sqlite_rows(columns, columns_of(records, names)))
 
 
 def _create_stage(
@@ -120,6 +118,13 @@ def _postgres_type_name(conn: Connection, column: Column[Any]) -> str:
 # --- records to column values ---------------------------------------------------------------------
 
 
+def rows_of(records: Iterable[Any], names: Sequence[str]) -> Iterator[Row]:
+    """The attributes ``names`` of each record as a tuple, lazily (C-speed ``attrgetter``)."""
+    if len(names) == 1:
+        return ((value,) for value in map(attrgetter(names[0]), records))
+    return map(attrgetter(*names), records)
+
+
 def columns_of(records: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
     """The attribute ``name`` of every record, one list per name (C-speed ``attrgetter``)."""
     return [list(map(attrgetter(name), records)) for name in names]
@@ -161,7 +166,7 @@ def _encode_for_sqlite(column: Column[Any], values: Sequence[Any]) -> Sequence[A
 
 def sqlite_rows(
     columns: Sequence[Column[Any]],
-    values: Columns,
+    values: Sequence[Sequence[Any]],
     *,
     before: Sequence[Any] = (),
     after: Sequence[Any] = (),

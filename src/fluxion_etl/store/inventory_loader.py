@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, TextClause, bindparam, text
 
 from fluxion_etl.domain.records import CatalogueItem
-from fluxion_etl.store.bulk import column_list, columns_of, differs, stage
+from fluxion_etl.store.bulk import column_list, differs, stage
 from fluxion_etl.store.schema import inventory_current, products
 from fluxion_etl.store.types import UtcDateTime
 
@@ -107,7 +107,7 @@ def stage_inventory(
     another catalogue on this connection."""
     unique = list({item.sku: item for item in items}.values())
     columns = [inventory_current.c[name] for name in STOCK_FIELDS]
-    stage(conn, INVENTORY_STAGE, columns, columns_of(unique, STOCK_FIELDS), key=("sku",))
+    stage(conn, INVENTORY_STAGE, columns, unique, key=("sku",))
     current_total, disappearing = conn.execute(
         _count_disappearing(), {"location_id": location_id, "warehouse_code": warehouse_code}
     ).one()
@@ -263,7 +263,7 @@ def upsert_products(conn: Connection, items: Iterable[CatalogueItem], now: datet
     if not unique:
         return 0
     columns: list[Column[Any]] = [products.c[name] for name in PRODUCT_FIELDS]
-    stage(conn, PRODUCTS_STAGE, columns, columns_of(unique, PRODUCT_FIELDS), key=("sku",))
+    stage(conn, PRODUCTS_STAGE, columns, unique, key=("sku",))
     assignments = ", ".join(f"{n} = excluded.{n}" for n in (*PRODUCT_VALUES, "updated_at"))
     sql = f"""
         INSERT INTO products ({column_list(PRODUCT_FIELDS)}, updated_at)

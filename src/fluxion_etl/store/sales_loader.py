@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Column, Connection, bindparam, text
 
@@ -28,6 +28,11 @@ KEY_FIELDS = ("invoice_number", "line_number")
 VALUE_FIELDS = tuple(n for n in SALES_FIELDS if n not in KEY_FIELDS)
 SALES_STAGE = "fluxion_stage_sales"
 KEYS_STAGE = "fluxion_stage_sales_keys"
+
+
+class SalesKey(NamedTuple):
+    invoice_number: str
+    line_number: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,7 @@ def _upsert_postgres(
 
     Identical lines are filtered out before the insert, so they are not even row-locked.
     """
-    stage(conn, SALES_STAGE, _field_columns(), columns_of(lines, SALES_FIELDS))
+    stage(conn, SALES_STAGE, _field_columns(), lines)
     counts = conn.execute(_postgres_merge(conn), _run_params(location_id, run_id, now)).one()
     return int(counts.inserted), int(counts.updated)
 
@@ -158,10 +163,8 @@ def delete_missing_sales(
     mass-deletion threshold, SPEC §4.9). Other locations are never touched: invoice numbers repeat.
     """
     key_columns = [sales_lines.c.invoice_number, sales_lines.c.line_number]
-    keys = sorted(set(keep_keys))
-    stage(
-        conn, KEYS_STAGE, key_columns, [[k[0] for k in keys], [k[1] for k in keys]], key=KEY_FIELDS
-    )
+    keys = [SalesKey(*key) for key in sorted(set(keep_keys))]
+    stage(conn, KEYS_STAGE, key_columns, keys, key=KEY_FIELDS)
     action = "DELETE FROM sales_lines" if apply else "SELECT count(*) FROM sales_lines"
     sql = f"""
         {action}

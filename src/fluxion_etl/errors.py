@@ -16,6 +16,7 @@
     │   └── KlkCountMismatchError     count_mismatch: meta count != rows returned
     ├── MassDeletionHeldError         mass_deletion_held: a deletion above the threshold
     ├── SchemaNotReadyError           the database schema is missing or behind
+    ├── AlertDeliveryError            an alert channel (SMTP, webhook) did not take a message
     └── DeadlineExceededError         deadline: the run's deadline passed
 
 KLK errors keep the raw body (when there was one) so it can be stored for inspection.
@@ -112,6 +113,14 @@ class SchemaNotReadyError(FluxionError):
         super().__init__(
             f"database schema is {state}, the code needs {head}: run `fluxion-etl db upgrade`"
         )
+
+
+class AlertDeliveryError(FluxionError):
+    """An alert channel refused or could not take a message; the alert is retried later."""
+
+    def __init__(self, channel: str, reason: str) -> None:
+        self.channel, self.reason = channel, reason
+        super().__init__(f"alert channel {channel}: {reason}")
 
 
 class DeadlineExceededError(FluxionError):

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     circuit_failure_threshold: int = Field(3, ge=1)
     circuit_reset_seconds: float = Field(300.0, gt=0)
 
+    # Operations (fluxion_etl.ops): gaps and their recovery, alerts, metrics, retention.
+    gap_days: int = Field(14, ge=1, le=92)
+    auto_recover: bool = True
+    auto_recover_max_in_flight: int = Field(1, ge=1, le=16)
+    auto_recover_cooldown_minutes: int = Field(60, ge=1)
+    alerts_interval_seconds: float = Field(60.0, gt=0)
+    run_log_retention_days: int = Field(30, ge=1)
+    metrics_token: SecretStr | None = None  # a scrape-only bearer token for /metrics
+
     launcher: Literal["inline", "subprocess", "ecs"] = "inline"
     scheduler: Literal["embedded", "external"] = "embedded"
     log_format: Literal["auto", "json", "console"] = "auto"

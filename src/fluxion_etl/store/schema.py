@@ -345,3 +345,51 @@ fires = Table(
     Column("detail", Text),
     Index("ix_fires_recorded_at", "recorded_at"),
 )
+
+# Alert conditions (ops.alerts): one row per occurrence of a condition, from opening to clearing.
+# ``open_key`` is the dedupe key while the alert is open and NULL once cleared, so the unique
+# constraint allows one open alert per (kind, job, location, subject) and any number of old ones.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("job", String(16)),
+    Column("location_id", String(64)),
+    Column("subject", String(200)),  # e.g. the schedule of a missed fire, the held day
+    Column("open_key", String(400), unique=True),
+    Column("summary", Text, nullable=False),
+    Column("detail", JSON),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("cleared_at", UtcDateTime),
+    Column("notified_at", UtcDateTime),
+    Column("recovery_notified_at", UtcDateTime),
+    Index("ix_alerts_opened_at", "opened_at"),
+)
+
+# Every message the alerter sent (or tried to): the rate limit counts these, the digest finds its
+# last one here, and operators can see what went out and what each channel answered.
+alert_messages = Table(
+    "alert_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("sent_at", UtcDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),  # alert | recovery | summary | digest
+    Column("subject", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("alert_ids", JSON),
+    Column("deliveries", JSON),  # channel name -> "ok" or the error
+    Column("delivered", Boolean, nullable=False),
+    Index("ix_alert_messages_sent_at", "sent_at"),
+)
+
+# Named leases for work that exactly one of several service processes must do (alert evaluation).
+service_locks = Table(
+    "service_locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,311 @@
+"""What is wrong right now: the alert conditions, read from the database on the evaluator's clock.
+
+    current_conditions(conn, config, settings, *, now, periods=None) -> list[Condition]
+
+Every condition is a *state* that holds now, never "a run ended", so an evaluation that runs while
+no run happens (a stopped scheduler, a disabled schedule) still sees staleness, and a condition is
+reported once however many runs keep it true. Each has a key (kind, job, location, subject): one
+open alert per key until the condition clears.
+
+- ``location_failing`` (job, location): its last attempts failed (sync state counts consecutive
+  failures; a success resets them). This is "a failed or partial run", per location.
+- ``stale`` (job, location): SPEC §4.12, judged by ``engine.freshness`` with the real periods.
+- ``gap`` (sales, location): opening hours without final coverage that ended more than
+  ``alerts.gap_threshold_minutes`` ago (younger stretches are for the next scheduled run).
+- ``mass_deletion_held`` (job, location): a deletion held back and not yet resolved.
+- ``run_failed`` (job): a run failed as a whole (it could not be launched, or its deadline passed)
+  within the last hour; no location is to blame, so no location alert covers it.
+- ``abandoned_run`` (job): a run was abandoned (its process died) within the last hour.
+- ``missed_fire`` (job, schedule): a fire of the schedule was missed (older than its maximum
+  event age) within the last hour. Catch-up may start the latest fire at once, so "the last fire
+  was missed" would hide it: events hold for an hour instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select
+
+from fluxion_etl.config import ChainConfig
+from fluxion_etl.domain.states import ErrorCategory, FireOutcome, Job, RunStatus
+from fluxion_etl.engine import freshness
+from fluxion_etl.ops.gaps import list_gaps, summarize
+from fluxion_etl.settings import Settings
+from fluxion_etl.store import held, schedules, sync_state
+from fluxion_etl.store.schema import runs
+
+EVENT_WINDOW = timedelta(hours=1)
+
+
+class AlertKind(StrEnum):
+    LOCATION_FAILING = "location_failing"
+    STALE = "stale"
+    GAP = "gap"
+    MASS_DELETION_HELD = "mass_deletion_held"
+    RUN_FAILED = "run_failed"
+    ABANDONED_RUN = "abandoned_run"
+    MISSED_FIRE = "missed_fire"
+
+
+# What to do next, per kind: every message says it (STYLE §5).
+NEXT_STEP = {
+    AlertKind.LOCATION_FAILING: "read the failed run's log: "
+    "`fluxion-etl runs list --location {loc}`, then `fluxion-etl runs logs RUN_ID`",
+    AlertKind.STALE: "check `fluxion-etl freshness` and whether its schedule is enabled",
+    AlertKind.GAP: "recover it: `fluxion-etl gaps recover --location {loc}`",
+    AlertKind.MASS_DELETION_HELD: "check KLK, then apply it: "
+    "`fluxion-etl run reconcile --location {loc} --allow-mass-deletion`",
+    AlertKind.RUN_FAILED: "see `fluxion-etl runs list --status failed` and the launcher's log",
+    AlertKind.ABANDONED_RUN: "its process died: check the host or task that ran it",
+    AlertKind.MISSED_FIRE: "check the scheduler: `fluxion-etl schedules check`",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    kind: AlertKind
+    summary: str
+    job: str | None = None
+    location_id: str | None = None
+    subject: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        parts = (self.kind.value, self.job, self.location_id, self.subject)
+        return ":".join(part or "-" for part in parts)
+
+    @property
+    def next_step(self) -> str:
+        return NEXT_STEP[self.kind].format(loc=self.location_id or "LOCATION")
+
+
+def current_conditions(
+    conn: Connection,
+    config: ChainConfig,
+    settings: Settings,
+    *,
+    now: datetime,
+    periods: Mapping[Job, timedelta] | None = None,
+) -> list[Condition]:
+    """Every condition that holds at ``now``."""
+    active = {loc.id for loc in config.locations if loc.active}
+    return [
+        *failing_locations(conn, active),
+        *stale_locations(conn, config, settings, now=now, periods=periods),
+        *old_gaps(conn, config, settings, now=now),
+        *held_deletions(conn, active),
+        *failed_runs(conn, now=now),
+        *abandoned_runs(conn, now=now),
+        *missed_fires(conn, now=now),
+    ]
+
+
+def failing_locations(conn: Connection, active: set[str]) -> list[Condition]:
+    out = []
+    for state in sync_state.all_states(conn):
+        if state.consecutive_failures <= 0 or state.location_id not in active:
+            continue
+        category = state.last_error_category.value if state.last_error_category else "internal"
+        circuit = state.circuit_open_until
+        out.append(
+            Condition(
+                AlertKind.LOCATION_FAILING,
+                f"{state.job.value} failing at {state.location_id}: "
+                f"{state.consecutive_failures} failed attempt(s) in a row; "
+                f"last error {category}: {(state.last_error_message or '')[:300]}",
+                job=state.job.value,
+                location_id=state.location_id,
+                detail={
+                    "consecutive_failures": state.consecutive_failures,
+                    "category": category,
+                    "last_attempt_at": _iso(state.last_attempt_at),
+                    "last_success_at": _iso(state.last_success_at),
+                    "circuit_open_until": _iso(circuit),
+                },
+            )
+        )
+    return out
+
+
+def stale_locations(
+    conn: Connection,
+    config: ChainConfig,
+    settings: Settings,
+    *,
+    now: datetime,
+    periods: Mapping[Job, timedelta] | None,
+) -> list[Condition]:
+    states = {(s.job.value, s.location_id): s.last_success_at for s in sync_state.all_states(conn)}
+    verdicts = freshness.judge_all(
+        config.locations,
+        states,
+        now=now,
+        deadlines=freshness.deadlines_from(settings.deadline_seconds),
+        periods=periods,
+    )
+    return [_stale(verdict) for verdict in verdicts if verdict.stale]
+
+
+def _stale(verdict: freshness.Freshness) -> Condition:
+    limit = _duration(verdict.threshold_seconds)
+    if verdict.age_seconds is None:
+        summary = f"{verdict.job.value} data of {verdict.location_id} is stale: never synced"
+    else:
+        summary = (
+            f"{verdict.job.value} data of {verdict.location_id} is stale: last success "
+            f"{_duration(verdict.age_seconds)} ago (allowed {limit})"
+        )
+    return Condition(
+        AlertKind.STALE,
+        summary,
+        job=verdict.job.value,
+        location_id=verdict.location_id,
+        detail={
+            "last_success_at": _iso(verdict.last_success_at),
+            "age_seconds": verdict.age_seconds,
+            "threshold_seconds": verdict.threshold_seconds,
+        },
+    )
+
+
+def old_gaps(
+    conn: Connection, config: ChainConfig, settings: Settings, *, now: datetime
+) -> list[Condition]:
+    threshold = timedelta(minutes=config.alerts.gap_threshold_minutes)
+    gaps = list_gaps(conn, config, now=now, days=settings.gap_days)
+    due = [g for g in gaps if g.age(now) >= threshold]
+    out = []
+    for location_id, summary in summarize(due).items():
+        days = ", ".join(day.isoformat() for day in summary.days)
+        read_empty = summary.provisional_seconds
+        note = f" ({_duration(read_empty)} of it read as empty)" if read_empty else ""
+        out.append(
+            Condition(
+                AlertKind.GAP,
+                f"{location_id}: {_duration(summary.seconds)} of opening hours without synced "
+                f"sales on {days}{note}",
+                job=Job.SALES.value,
+                location_id=location_id,
+                detail={
+                    "gaps": summary.count,
+                    "seconds": summary.seconds,
+                    "provisional_seconds": read_empty,
+                    "days": [day.isoformat() for day in summary.days],
+                },
+            )
+        )
+    return out
+
+
+def held_deletions(conn: Connection, active: set[str]) -> list[Condition]:
+    grouped: dict[tuple[str, str], list[held.HeldDeletion]] = {}
+    for row in held.open_held_deletions(conn):
+        if row.location_id in active:
+            grouped.setdefault((row.job, row.location_id), []).append(row)
+    out = []
+    for (job, location_id), rows in grouped.items():
+        what = "; ".join(f"{r.subject}: {r.would_delete} of {r.total}" for r in rows[:5])
+        out.append(
+            Condition(
+                AlertKind.MASS_DELETION_HELD,
+                f"{location_id}: mass deletion held back ({what}); nothing was deleted",
+                job=job,
+                location_id=location_id,
+                detail={"held": [r.subject for r in rows], "runs": [r.run_id for r in rows]},
+            )
+        )
+    return out
+
+
+def failed_runs(conn: Connection, *, now: datetime) -> list[Condition]:
+    """Runs that failed as a whole in the last hour (launch failure, deadline)."""
+    whole_run = or_(
+        runs.c.status == RunStatus.TIMED_OUT.value,
+        and_(
+            runs.c.status == RunStatus.FAILED.value,
+            runs.c.error_category == ErrorCategory.LAUNCH.value,
+        ),
+    )
+    return _run_events(conn, AlertKind.RUN_FAILED, whole_run, now=now)
+
+
+def abandoned_runs(conn: Connection, *, now: datetime) -> list[Condition]:
+    abandoned = runs.c.status == RunStatus.ABANDONED.value
+    return _run_events(conn, AlertKind.ABANDONED_RUN, abandoned, now=now)
+
+
+def _run_events(conn: Connection, kind: AlertKind, where: Any, *, now: datetime) -> list[Condition]:
+    query = (
+        select(runs.c.id, runs.c.job, runs.c.status, runs.c.error_message)
+        .where(where, runs.c.finished_at >= now - EVENT_WINDOW)
+        .order_by(runs.c.id.desc())
+        .limit(200)
+    )
+    grouped: dict[str, list[Any]] = {}
+    for row in conn.execute(query):
+        grouped.setdefault(str(row.job), []).append(row)
+    out = []
+    for job, rows in grouped.items():
+        latest = rows[0]
+        what = "abandoned" if kind is AlertKind.ABANDONED_RUN else str(latest.status)
+        out.append(
+            Condition(
+                kind,
+                f"{job} run {latest.id} {what}: {(latest.error_message or '')[:300]}"
+                + (f" ({len(rows)} such runs in the last hour)" if len(rows) > 1 else ""),
+                job=job,
+                detail={"runs": [int(r.id) for r in rows]},
+            )
+        )
+    return out
+
+
+def missed_fires(conn: Connection, *, now: datetime) -> list[Condition]:
+    out = []
+    for stored in schedules.list_schedules(conn):
+        missed = [
+            fire
+            for fire in schedules.list_fires(
+                conn, schedule_name=stored.name, outcome=FireOutcome.MISSED, limit=50
+            )
+            if fire.recorded_at >= now - EVENT_WINDOW
+        ]
+        if not missed:
+            continue
+        when = ", ".join(f.scheduled_for.isoformat(timespec="minutes") for f in missed[:5])
+        out.append(
+            Condition(
+                AlertKind.MISSED_FIRE,
+                f"schedule {stored.name} missed {len(missed)} fire(s) in the last hour ({when})",
+                job=stored.definition.job.value,
+                subject=stored.name,
+                detail={"fires": [_iso(f.scheduled_for) for f in missed]},
+            )
+        )
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} days"
+
+
+def keys(conditions: Iterable[Condition]) -> dict[str, Condition]:
+    """Conditions by key (the first one wins, should a reader return a key twice)."""
+    out: dict[str, Condition] = {}
+    for condition in conditions:
+        out.setdefault(condition.key, condition)
+    return out

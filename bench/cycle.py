@@ -1,0 +1,333 @@
+"""``python -m bench.cycle``: whole scheduled cycles through the real runner and the simulator.
+
+A cycle is what the default schedules fire every 30 minutes: inventory for every location, then
+sales for the last window. The KLK simulator runs in its own process (``fluxion-etl klk-sim``) and
+the ETL in another (``bench.cycle_worker``), talking HTTP over loopback, so each process's time
+and memory are its own. Two cycles are measured:
+
+    cold     an empty database at 21:30 (Caracas), stores closed: every catalogue is new and the
+             sales window is the whole day (the ~1 M lines of the ``large`` scale)
+    steady   30 minutes later: catalogues compared (nothing changed after closing), sales read
+             from the watermark minus the 60-minute overlap
+
+Beside them: the simulator alone serving the same calls (first time, then from its cache), and on
+PostgreSQL the fixed baseline (bench/baseline_copy_merge.py) loading the rows the cold cycle
+loaded, one transaction per location, into a fresh database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+import psycopg
+
+from bench import baseline_copy_merge as baseline
+from bench.common import (
+    bench_database,
+    load_note,
+    machine,
+    markdown_table,
+    migrate,
+    plain_dsn,
+    ratio,
+    stopwatch,
+    times,
+)
+from fluxion_etl.domain.records import Location
+from fluxion_etl.domain.windows import scheduled_windows
+from fluxion_etl.settings import Settings
+from fluxion_etl.sim.server import simulator_process
+from fluxion_etl.sim.topology import build_locations, chain_config_toml
+
+CARACAS = ZoneInfo("America/Caracas")
+COLD_AT = datetime(2025, 11, 18, 21, 30, tzinfo=CARACAS)  # a Tuesday, stores just closed
+STEADY_AT = COLD_AT + timedelta(minutes=30)
+HISTORY_FROM = COLD_AT.date()  # the simulator sells from this day on: the cold window is one day
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Scale:
+    locations: int
+    skus: int
+    lines_per_day: int
+
+
+SCALES = {
+    "tiny": Scale(3, 100, 60),
+    "chain": Scale(20, 4_000, 2_000),
+    "large": Scale(200, 15_000, 5_000),
+}
+
+
+# --- the simulator alone ----------------------------------------------------------------------
+
+
+def _sales_body(loc: Location, day: str, start: str | None, end: str | None) -> dict[str, str]:
+    body = {"sucursal": loc.branch_code or "", "fecha_desde": day, "fecha_hasta": day}
+    body["almacen"] = loc.sales_warehouse.code if loc.sales_warehouse else ""
+    if start:
+        body["hora_desde"] = start
+    if end:
+        body["hora_hasta"] = end
+    return body
+
+
+def _calls(loc: Location, at: datetime, watermark: datetime | None) -> list[tuple[str, Any]]:
+    """The KLK calls a cycle makes for ``loc``: its catalogues, then its sales windows."""
+    calls: list[tuple[str, Any]] = [
+        ("/maestra/articulos/almacen", {"Codigoalmacen": w.code}) for w in loc.warehouses
+    ]
+    if loc.has_sales:
+        windows = scheduled_windows(
+            watermark=watermark, now=at, zone=loc.zone, overlap=timedelta(minutes=60)
+        )
+        for w in windows:
+            start = w.start_time.strftime("%H:%M:%S") if w.start_time else None
+            end = w.end_time.strftime("%H:%M:%S") if w.end_time else None
+            calls.append(("/ventas", _sales_body(loc, w.day.isoformat(), start, end)))
+    return calls
+
+
+def simulator_alone(
+    url: str, locations: Sequence[Location], at: datetime, watermark: datetime | None, workers: int
+) -> dict[str, float]:
+    """Seconds the simulator takes to answer a cycle's calls (bytes only, nothing decoded)."""
+    received = [0]
+
+    def one_location(loc: Location) -> None:
+        with httpx.Client(base_url=url, timeout=600) as client:
+            for path, body in _calls(loc, at, watermark):
+                response = client.post(path, content=orjson.dumps(body))
+                response.raise_for_status()
+                received[0] += len(response.content)
+
+    with stopwatch() as elapsed, ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one_location, locations))
+    return {"seconds": elapsed(), "mb": received[0] / 1e6}
+
+
+def set_sim_clock(url: str, at: datetime) -> None:
+    httpx.post(f"{url}/_sim/clock", json={"set": at.isoformat()}, timeout=30).raise_for_status()
+
+
+def process_peak_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a live process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- the ETL --------------------------------------------------------------------------------------
+
+
+def etl_cycle(
+    database: str, klk: str, config: Path, at: datetime, jobs: str = "inventory,sales"
+) -> dict[str, Any]:
+    """One cycle in a fresh ``bench.cycle_worker`` process; its JSON report."""
+    command = [
+        sys.executable, "-m", "bench.cycle_worker", "--database", database, "--klk", klk,
+        "--config", str(config), "--at", at.isoformat(), "--jobs", jobs,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cycle worker failed:\n{done.stderr[-3000:]}")
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    for job in report["jobs"]:
+        if job["failed"]:
+            raise RuntimeError(f"locations failed in {job['job']}: {job['errors']}")
+    return report
+
+
+def summarise(report: dict[str, Any]) -> dict[str, float]:
+    """Wall, rows and phase times of a cycle (phases summed over jobs and locations)."""
+    out = {"wall_s": 0.0, "rows": 0.0, "extract_s": 0.0, "decode_s": 0.0, "load_s": 0.0}
+    out["bookkeeping_s"] = 0.0
+    for job in report["jobs"]:
+        out["wall_s"] += job["wall_s"]
+        out["rows"] += job["fetched"]
+        for phase in ("extract_s", "decode_s", "load_s"):
+            out[phase] += job[phase]
+        inside = job["location_s"] - job["extract_s"] - job["decode_s"] - job["load_s"]
+        out["bookkeeping_s"] += max(0.0, inside) + max(0.0, job["wall_s"] - job["span_s"])
+        out[f"{job['job']}_wall_s"] = job["wall_s"]
+        out[f"{job['job']}_rows"] = job["fetched"]
+    out["rows_per_s"] = out["rows"] / out["wall_s"] if out["wall_s"] else 0.0
+    out["peak_rss_mb"] = report["peak_rss_mb"]
+    out["not_load_over_load"] = ratio(
+        out["extract_s"] + out["decode_s"] + out["bookkeeping_s"], out["load_s"]
+    )
+    return out
+
+
+# --- the baseline on the cold cycle's rows --------------------------------------------------------
+
+
+def baseline_on_rows_of(source_url: str, location_ids: Sequence[str]) -> float:
+    """Seconds the fixed baseline takes to load what the cycle loaded, per location, into a
+    fresh database (reading the rows back is not timed)."""
+    source = plain_dsn(source_url)
+    inventory_sql = (
+        "SELECT warehouse_code, sku, stock, price_usd, tax_rate FROM inventory_current "
+        "WHERE location_id = %s ORDER BY warehouse_code"
+    )
+    sales_sql = (
+        f"SELECT {', '.join(baseline.SALES_COLUMNS)} FROM sales_lines WHERE location_id = %s"
+    )
+    total = 0.0
+    with bench_database("cycle_baseline") as target_url:
+        migrate(target_url)
+        with psycopg.connect(source) as src, psycopg.connect(plain_dsn(target_url)) as dst:
+            for loc in location_ids:
+                stock = src.execute(inventory_sql, (loc,)).fetchall()
+                sales = src.execute(sales_sql, (loc,)).fetchall()
+                batches = _by_warehouse(loc, stock)
+                with stopwatch() as elapsed:
+                    baseline.load_inventory(dst, batches, COLD_AT)
+                    if sales:
+                        baseline.load_sales(dst, [(loc, sales)], COLD_AT)
+                total += elapsed()
+    return total
+
+
+def _by_warehouse(loc: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, list[Any]]]:
+    grouped: dict[str, list[Any]] = {}
+    for warehouse, *rest in rows:
+        grouped.setdefault(warehouse, []).append(tuple(rest))
+    return [(loc, warehouse, items) for warehouse, items in grouped.items()]
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CycleReport:
+    scale: str
+    dialect: str
+    machine: dict[str, Any]
+    cycles: dict[str, dict[str, float]] = field(default_factory=dict)
+    simulator: dict[str, dict[str, float]] = field(default_factory=dict)
+    simulator_peak_mb: float = 0.0
+    baseline_s: float | None = None
+    load: str = ""
+
+    def markdown(self) -> str:
+        header = ["", *self.cycles]
+        keys = [
+            ("total wall", "wall_s", "s"), ("inventory wall", "inventory_wall_s", "s"),
+            ("sales wall", "sales_wall_s", "s"), ("rows (articles + lines)", "rows", "n"),
+            ("rows per second", "rows_per_s", "n"), ("Σ extract (HTTP)", "extract_s", "s"),
+            ("Σ decode", "decode_s", "s"), ("Σ load (transform + database)", "load_s", "s"),
+            ("Σ bookkeeping", "bookkeeping_s", "s"),
+            ("(extract + decode + bookkeeping) / load", "not_load_over_load", "x"),
+            ("ETL peak memory", "peak_rss_mb", "mb"),
+        ]  # fmt: skip
+        rows = [[label, *(_fmt(c.get(key, 0.0), kind) for c in self.cycles.values())]
+                for label, key, kind in keys]  # fmt: skip
+        rows.append(["simulator alone, first time", *(
+            _fmt(self.simulator.get(f"{n}_first", {}).get("seconds", float("nan")), "s")
+            for n in self.cycles)])  # fmt: skip
+        rows.append(["simulator alone, cached", *(
+            _fmt(self.simulator.get(f"{n}_cached", {}).get("seconds", float("nan")), "s")
+            for n in self.cycles)])  # fmt: skip
+        out = [
+            f"Scale `{self.scale}` on {self.dialect}; machine {self.machine}; {self.load}",
+            "",
+            markdown_table(header, rows),
+            f"\nSimulator process peak memory: {self.simulator_peak_mb:.0f} MB.",
+        ]
+        if self.baseline_s is not None:
+            cold = self.cycles["cold"]["wall_s"]
+            out.append(
+                f"Baseline loading the cold cycle's rows: {self.baseline_s:.2f} s; "
+                f"cold cycle / baseline = {times(ratio(cold, self.baseline_s))} (target ≤ 3×)."
+            )
+        return "\n".join(out)
+
+
+def _fmt(value: float, kind: str) -> str:
+    if value != value:
+        return "—"
+    return {
+        "s": f"{value:.2f} s",
+        "n": f"{value:,.0f}",
+        "x": f"{value:.2f}×",
+        "mb": f"{value:.0f} MB",
+    }[kind]
+
+
+@contextmanager
+def database(dialect: str, workdir: Path) -> Iterator[str]:
+    if dialect == "postgresql":
+        with bench_database("cycle") as url:
+            yield url
+    else:
+        yield f"sqlite:///{workdir / 'cycle.db'}"
+
+
+def run(scale_name: str, dialect: str, *, with_baseline: bool = True) -> CycleReport:
+    scale = SCALES[scale_name]
+    before = os.getloadavg()[0]
+    report = CycleReport(scale_name, dialect, machine())
+    sims = build_locations(scale.locations)
+    locations = [s.location for s in sims]
+    workers = Settings().concurrency
+    sim_args = ["--history-from", HISTORY_FROM.isoformat()]
+    with (
+        tempfile.TemporaryDirectory(prefix="fluxion-cycle-") as tmp,
+        simulator_process(
+            locations=scale.locations, skus=scale.skus, lines_per_day=scale.lines_per_day,
+            clock=f"manual:{COLD_AT.isoformat()}", extra_args=sim_args, startup_timeout=120,
+        ) as sim,
+        database(dialect, Path(tmp)) as url,
+    ):  # fmt: skip
+        config = Path(tmp) / "chain.toml"
+        config.write_text(chain_config_toml(tuple(sims)))
+        migrate(url)
+        for name, at, watermark in (("cold", COLD_AT, None), ("steady", STEADY_AT, COLD_AT)):
+            set_sim_clock(sim.url, at)
+            for attempt in ("first", "cached"):
+                report.simulator[f"{name}_{attempt}"] = simulator_alone(
+                    sim.url, locations, at, watermark, workers
+                )
+            report.cycles[name] = summarise(etl_cycle(url, sim.url, config, at))
+        report.simulator_peak_mb = process_peak_mb(sim.process.pid)
+        if dialect == "postgresql" and with_baseline:
+            report.baseline_s = baseline_on_rows_of(url, [loc.id for loc in locations])
+    report.load = load_note(before, os.getloadavg()[0])
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> CycleReport:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cycle",
+        description=(__doc__ or "").splitlines()[0],
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="chain")
+    parser.add_argument("--dialect", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args(argv)
+    report = run(args.scale, args.dialect, with_baseline=not args.no_baseline)
+    print(report.markdown())
+    return report
+
+
+if __name__ == "__main__":
+    main()

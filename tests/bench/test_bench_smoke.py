@@ -1,0 +1,95 @@
+"""The benchmark harness at a tiny scale, so it cannot rot between benchmark runs.
+
+These check that every benchmark runs end to end and reports what docs/BENCHMARKS.md quotes; they
+assert no timing (the figures come from ``make bench-*`` on a quiet machine, not from CI).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+from sqlalchemy import create_engine
+
+from bench import common, cycle, growth, load, peers, service
+
+pytestmark = pytest.mark.slow
+
+
+def _require_postgres() -> None:
+    try:
+        engine = create_engine(common.PG_ADMIN_URL, connect_args={"connect_timeout": 2})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception:
+        if os.environ.get("FLUXION_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(
+                "PostgreSQL on 127.0.0.1:5432 is required (FLUXION_TEST_REQUIRE_POSTGRES=1)"
+            )
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+
+
+def _measured(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_load_benchmark_times_every_contender_in_every_phase(dialect: str) -> None:
+    if dialect == "postgresql":
+        _require_postgres()
+    report = load.run("tiny", [dialect], repeats=1, with_dlt=peers.dlt_available())
+
+    contenders = {c for (_t, c, _p) in report.results[dialect]}
+    assert "ours" in contenders
+    assert ("baseline COPY + merge" in contenders) == (dialect == "postgresql")
+    for (target, contender, phase), values in report.results[dialect].items():
+        assert len(values) == 1, (target, contender, phase)
+        assert _measured(values[0]), (target, contender, phase)
+    assert report.counts["sales first"] == 2 * 1 * 40
+    assert report.targets(), "the target ratios are computed"
+    assert "| ours |" in report.markdown()
+
+
+def test_cycle_benchmark_runs_a_cold_and_a_steady_cycle_through_the_simulator() -> None:
+    report = cycle.run("tiny", "sqlite")
+
+    cold, steady = report.cycles["cold"], report.cycles["steady"]
+    assert cold["inventory_rows"] == 3 * 100  # three locations, one catalogue each
+    assert cold["sales_rows"] > 0
+    assert cold["inventory_wall_s"] > 0
+    assert steady["inventory_rows"] == 3 * 100
+    assert _measured(cold["peak_rss_mb"])
+    assert _measured(report.simulator_peak_mb)
+    assert _measured(report.simulator["cold_cached"]["seconds"])
+    assert "ETL peak memory" in report.markdown()
+
+
+def test_cycle_benchmark_times_the_baseline_on_the_rows_a_cycle_loaded() -> None:
+    _require_postgres()
+    report = cycle.run("tiny", "postgresql")
+
+    assert report.baseline_s is not None
+    assert _measured(report.baseline_s)
+    assert "cold cycle / baseline" in report.markdown()
+
+
+def test_growth_benchmark_grows_locations_and_history() -> None:
+    _require_postgres()
+    report = growth.run([2, 3], 2_000, skus=30, lines=20, history_locations=3, repeats=1)
+
+    assert sorted(report.by_locations) == [2, 3]
+    assert report.by_locations[3]["cold"]["inventory_rows"] == 3 * 30
+    assert len(report.incremental["empty"]) == len(report.incremental["history"]) == 1
+    assert "Incremental sales cycle" in report.markdown()
+
+
+def test_service_benchmark_finds_one_run_per_idempotency_key() -> None:
+    report = service.run("sqlite", clients=8, requests=2, keys=3, fire_count=0, idle_seconds=0.5)
+
+    assert sum(report.answers.statuses.values()) == 16
+    assert report.runs_created == 3
+    assert report.duplicates == 0
+    assert report.idle_cpu is not None
+    assert "duplicate runs" in report.markdown()

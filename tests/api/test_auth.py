@@ -29,6 +29,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("POST", "/api/etl/runs/{run_id}/cancel"): (401, 403, 403, 200),
     ("GET", "/api/etl/locations"): (401, 200, 200, 200),
     ("GET", "/api/etl/freshness"): (401, 200, 200, 200),
+    ("GET", "/api/etl/gaps"): (401, 200, 200, 200),
+    ("POST", "/api/etl/gaps/recover"): (401, 403, 200, 200),  # 200: no gaps, nothing started
+    ("GET", "/metrics"): (401, 200, 200, 200),
 }
 BODIES = {
     "/api/etl/sync": {"ubicacion_id": None},

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from fluxion_etl import __version__
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.limits import BodySizeLimit
-from fluxion_etl.api.routes import health, locations, runs, sync
+from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
 from fluxion_etl.errors import BadInputError, SchemaNotReadyError
 from fluxion_etl.settings import Settings
 
@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, services: ServiceContext) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.state.services = services
     app.state.settings = settings
-    for module in (health, sync, runs, locations):
+    for module in (health, sync, runs, locations, gaps, metrics):
         app.include_router(module.router)
     _add_error_handlers(app)
     return app

@@ -12,18 +12,20 @@ def configure_logging(fmt: str = "auto", *, quiet: bool = False) -> None:
     """``auto`` = console renderer on a terminal, JSON otherwise. ``quiet`` keeps stdout for the
     command's own output by sending log lines to stderr at warning level and above."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+    # JSON: one object per line, a traceback as a field; the console renderer prints its own.
+    rendering: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else [structlog.dev.ConsoleRenderer(colors=False)]
     )
     level = logging.WARNING if quiet else logging.INFO
     structlog.configure(
         processors=[
+            # run_id, job and location_id bound by the runner for the lines of a run
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
+            *rendering,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

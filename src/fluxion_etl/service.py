@@ -7,7 +7,8 @@
 
 Maintenance runs in every live process, on its own clock tick (SPEC §4.3): reap runs whose lease
 expired, relaunch runs queued but never handed off (a crash between queueing and launching), let
-the launcher notice dead executions, and apply retention.
+the launcher notice dead executions; then the operations duties (``ops.duties``): alerts and
+automatic gap recovery in the one process holding the alerts lock, and retention hourly.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from fluxion_etl.domain.states import Job, RunStatus
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.klk.client import KlkClient
 from fluxion_etl.launchers import Launcher, LaunchError
+from fluxion_etl.ops.duties import OpsDuties
+from fluxion_etl.ops.metrics import OpsMetrics
 from fluxion_etl.scheduler.embedded import EmbeddedScheduler
 from fluxion_etl.scheduler.fires import submitting_fire
 from fluxion_etl.settings import Settings
@@ -63,6 +66,7 @@ class Service:
     launcher: Launcher
     context: ServiceContext
     scheduler: EmbeddedScheduler | None = None
+    duties: OpsDuties | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -70,16 +74,22 @@ class Service:
     def open(cls, settings: Settings, config: ChainConfig, clock: Clock) -> Service:
         engine = create_db_engine(settings.database_url)
         check_schema(engine)
+        metrics = OpsMetrics(engine, config=config, settings=settings, clock=clock)
         rt = Runtime(
             settings=settings,
             config=config,
             engine=engine,
-            klk=KlkClient.from_settings(settings),
+            klk=KlkClient.from_settings(settings, on_request=metrics.observe_klk_request),
             clock=clock,
         )
         launcher = make_launcher(rt)
         context = ServiceContext(
-            settings=settings, config=config, engine=engine, launcher=launcher, clock=clock
+            settings=settings,
+            config=config,
+            engine=engine,
+            launcher=launcher,
+            clock=clock,
+            metrics=metrics,
         )
         service = cls(rt=rt, launcher=launcher, context=context)
         context.schedule_periods = service.schedule_periods
@@ -100,6 +110,15 @@ class Service:
             self.scheduler = EmbeddedScheduler(self.rt.engine, self.rt.clock, fire)
             self.scheduler.start()
             self.context.scheduler_alive = self.scheduler.is_alive
+        self.duties = OpsDuties(
+            self.rt.engine,
+            config=self.rt.config,
+            settings=self.rt.settings,
+            clock=self.rt.clock,
+            launch=self.launch,
+            owner=self.rt.owner,
+            periods=self.schedule_periods,
+        )
         thread = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -131,6 +150,8 @@ class Service:
         self.launcher.close(grace)
         for thread in self._threads:
             thread.join(timeout=MAINTENANCE_SECONDS + 1)
+        if self.duties is not None:
+            self.duties.close()
         self.rt.klk.close()
         self.rt.engine.dispose()
 
@@ -183,3 +204,5 @@ class Service:
                 log.warning("relaunching a run queued but never launched", run_id=run.id)
                 self.launch(run.id)
         self.launcher.poll()
+        if self.duties is not None:
+            self.duties.tick()

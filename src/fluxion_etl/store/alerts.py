@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 
 from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.schema import alert_messages, alerts
@@ -188,7 +188,7 @@ def record_message(
     delivered: bool,
 ) -> int:
     stmt = (
-        insert_for(conn, alert_messages)
+        insert(alert_messages)
         .values(
             sent_at=now,
             kind=kind,
@@ -225,3 +225,10 @@ def list_messages(conn: Connection, *, limit: int = 100) -> list[MessageRow]:
         MessageRow(**{f.name: row[f.name] for f in fields(MessageRow)})
         for row in conn.execute(query).mappings()
     ]
+
+
+def purge(conn: Connection, *, older_than: datetime) -> int:
+    """Retention: alerts cleared and messages sent before ``older_than``."""
+    cleared = conn.execute(delete(alerts).where(alerts.c.cleared_at < older_than)).rowcount
+    sent = conn.execute(delete(alert_messages).where(alert_messages.c.sent_at < older_than))
+    return int(cleared) + int(sent.rowcount)

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import httpx
 from sqlalchemy import Engine, event, select, text
 
 from fluxion_etl.config import ChainConfig, parse_config
@@ -113,9 +114,9 @@ class Chain:
     settings: Settings
     _clients: list[KlkClient] = field(default_factory=list)
 
-    def runtime(self, **overrides: Any) -> Runtime:
+    def runtime(self, transport: httpx.BaseTransport | None = None, **overrides: Any) -> Runtime:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        klk = KlkClient.from_settings(settings)
+        klk = KlkClient.from_settings(settings, transport=transport)
         self._clients.append(klk)
         return Runtime(
             settings=settings, config=self.config, engine=self.engine, klk=klk, clock=self.clock

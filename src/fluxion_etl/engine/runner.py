@@ -123,16 +123,6 @@ def _location_context(rt: Runtime, run: RunRow, loc: Location, log: RunLog) -> L
 
 
 def _process_location(ctx: LocationContext, run: RunRow) -> tuple[ItemStatus, list[CatalogueItem]]:
-    # Any line logged while this location runs (in this pool thread) names the run and location.
-    with structlog.contextvars.bound_contextvars(
-        run_id=run.id, job=ctx.job.value, location_id=ctx.location.id
-    ):
-        return _process_location_bound(ctx, run)
-
-
-def _process_location_bound(
-    ctx: LocationContext, run: RunRow
-) -> tuple[ItemStatus, list[CatalogueItem]]:
     rt, loc = ctx.rt, ctx.location
     with rt.engine.begin() as conn:
         allowed = sync_state.circuit_allows(
@@ -235,16 +225,19 @@ def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
                 error_phase=failure.phase.value,
                 error_message=failure.message[:2000],
             )
-            sync_state.record_failure(
-                conn,
-                job=ctx.job.value,
-                location_id=loc.id,
-                now=now,
-                category=failure.category_value or "internal",
-                message=failure.message[:2000],
-                threshold=rt.settings.circuit_failure_threshold,
-                reset_after=timedelta(seconds=rt.settings.circuit_reset_seconds),
-            )
+            if failure.category is not None:
+                # A bug (no category) is no KLK failure: it does not count towards the circuit,
+                # and sync_state holds SPEC §4's categories only (its reader refuses any other).
+                sync_state.record_failure(
+                    conn,
+                    job=ctx.job.value,
+                    location_id=loc.id,
+                    now=now,
+                    category=failure.category.value,
+                    message=failure.message[:2000],
+                    threshold=rt.settings.circuit_failure_threshold,
+                    reset_after=timedelta(seconds=rt.settings.circuit_reset_seconds),
+                )
     except SQLAlchemyError as exc:
         ctx.log.error("could not record the failure", loc.id, error=_short(exc))
     ctx.log.error(

@@ -123,6 +123,16 @@ def _location_context(rt: Runtime, run: RunRow, loc: Location, log: RunLog) -> L
 
 
 def _process_location(ctx: LocationContext, run: RunRow) -> tuple[ItemStatus, list[CatalogueItem]]:
+    # Any line logged while this location runs (in this pool thread) names the run and location.
+    with structlog.contextvars.bound_contextvars(
+        run_id=run.id, job=ctx.job.value, location_id=ctx.location.id
+    ):
+        return _process_location_bound(ctx, run)
+
+
+def _process_location_bound(
+    ctx: LocationContext, run: RunRow
+) -> tuple[ItemStatus, list[CatalogueItem]]:
     rt, loc = ctx.rt, ctx.location
     with rt.engine.begin() as conn:
         allowed = sync_state.circuit_allows(

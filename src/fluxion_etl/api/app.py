@@ -24,6 +24,7 @@ from fluxion_etl.api.limits import BodySizeLimit
 from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
 from fluxion_etl.errors import BadInputError, SchemaNotReadyError
 from fluxion_etl.settings import Settings
+from fluxion_etl.web.routes import mount_web
 
 log = structlog.get_logger("fluxion.api")
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, services: ServiceContext) -> FastAPI:
     app.state.settings = settings
     for module in (health, sync, runs, locations, gaps, metrics):
         app.include_router(module.router)
+    mount_web(app, settings)
     _add_error_handlers(app)
     return app
 

@@ -1,0 +1,1 @@
+"""One module per section of the control centre, each with its ``router``."""

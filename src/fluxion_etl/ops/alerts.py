@@ -268,7 +268,7 @@ def _opening(alert: AlertRow, now: datetime) -> _Outgoing:
         ]
     )
     message = Message(
-        "alert", f"{PREFIX} {_title(alert)}", text, now, (alert.id,), (_plain(alert),)
+        "alert", f"{PREFIX} ALERT: {_title(alert)}", text, now, (alert.id,), (_plain(alert),)
     )
     return _Outgoing(message, openings=(alert.id,))
 

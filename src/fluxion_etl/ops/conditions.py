@@ -36,8 +36,10 @@ from fluxion_etl.domain.states import ErrorCategory, FireOutcome, Job, RunStatus
 from fluxion_etl.engine import freshness
 from fluxion_etl.ops.gaps import list_gaps, summarize
 from fluxion_etl.settings import Settings
-from fluxion_etl.store import held, schedules, sync_state
-from fluxion_etl.store.schema import runs
+from fluxion_etl.store import held
+from fluxion_etl.store.schema import fires, runs
+from fluxion_etl.store.schema import schedules as schedules_table
+from fluxion_etl.store.sync_state import SyncStateRow, all_states
 
 EVENT_WINDOW = timedelta(hours=1)
 
@@ -95,20 +97,20 @@ def current_conditions(
 ) -> list[Condition]:
     """Every condition that holds at ``now``."""
     active = {loc.id for loc in config.locations if loc.active}
+    states = all_states(conn)
     return [
-        *failing_locations(conn, active),
-        *stale_locations(conn, config, settings, now=now, periods=periods),
+        *failing_locations(states, active),
+        *stale_locations(states, config, settings, now=now, periods=periods),
         *old_gaps(conn, config, settings, now=now),
         *held_deletions(conn, active),
-        *failed_runs(conn, now=now),
-        *abandoned_runs(conn, now=now),
+        *run_events(conn, now=now),
         *missed_fires(conn, now=now),
     ]
 
 
-def failing_locations(conn: Connection, active: set[str]) -> list[Condition]:
+def failing_locations(states: Iterable[SyncStateRow], active: set[str]) -> list[Condition]:
     out = []
-    for state in sync_state.all_states(conn):
+    for state in states:
         if state.consecutive_failures <= 0 or state.location_id not in active:
             continue
         category = state.last_error_category.value if state.last_error_category else "internal"
@@ -134,17 +136,17 @@ def failing_locations(conn: Connection, active: set[str]) -> list[Condition]:
 
 
 def stale_locations(
-    conn: Connection,
+    states: Iterable[SyncStateRow],
     config: ChainConfig,
     settings: Settings,
     *,
     now: datetime,
     periods: Mapping[Job, timedelta] | None,
 ) -> list[Condition]:
-    states = {(s.job.value, s.location_id): s.last_success_at for s in sync_state.all_states(conn)}
+    last = {(s.job.value, s.location_id): s.last_success_at for s in states}
     verdicts = freshness.judge_all(
         config.locations,
-        states,
+        last,
         now=now,
         deadlines=freshness.deadlines_from(settings.deadline_seconds),
         periods=periods,
@@ -223,35 +225,31 @@ def held_deletions(conn: Connection, active: set[str]) -> list[Condition]:
     return out
 
 
-def failed_runs(conn: Connection, *, now: datetime) -> list[Condition]:
-    """Runs that failed as a whole in the last hour (launch failure, deadline)."""
+def run_events(conn: Connection, *, now: datetime) -> list[Condition]:
+    """Runs abandoned, or failed as a whole (launch failure, deadline), in the last hour."""
     whole_run = or_(
-        runs.c.status == RunStatus.TIMED_OUT.value,
+        runs.c.status.in_([RunStatus.TIMED_OUT.value, RunStatus.ABANDONED.value]),
         and_(
             runs.c.status == RunStatus.FAILED.value,
             runs.c.error_category == ErrorCategory.LAUNCH.value,
         ),
     )
-    return _run_events(conn, AlertKind.RUN_FAILED, whole_run, now=now)
-
-
-def abandoned_runs(conn: Connection, *, now: datetime) -> list[Condition]:
-    abandoned = runs.c.status == RunStatus.ABANDONED.value
-    return _run_events(conn, AlertKind.ABANDONED_RUN, abandoned, now=now)
-
-
-def _run_events(conn: Connection, kind: AlertKind, where: Any, *, now: datetime) -> list[Condition]:
     query = (
         select(runs.c.id, runs.c.job, runs.c.status, runs.c.error_message)
-        .where(where, runs.c.finished_at >= now - EVENT_WINDOW)
+        .where(whole_run, runs.c.finished_at >= now - EVENT_WINDOW)
         .order_by(runs.c.id.desc())
         .limit(200)
     )
-    grouped: dict[str, list[Any]] = {}
+    grouped: dict[tuple[AlertKind, str], list[Any]] = {}
     for row in conn.execute(query):
-        grouped.setdefault(str(row.job), []).append(row)
+        kind = (
+            AlertKind.ABANDONED_RUN
+            if row.status == RunStatus.ABANDONED.value
+            else AlertKind.RUN_FAILED
+        )
+        grouped.setdefault((kind, str(row.job)), []).append(row)
     out = []
-    for job, rows in grouped.items():
+    for (kind, job), rows in grouped.items():
         latest = rows[0]
         what = "abandoned" if kind is AlertKind.ABANDONED_RUN else str(latest.status)
         out.append(
@@ -267,25 +265,29 @@ def _run_events(conn: Connection, kind: AlertKind, where: Any, *, now: datetime)
 
 
 def missed_fires(conn: Connection, *, now: datetime) -> list[Condition]:
+    query = (
+        select(fires.c.schedule_name, fires.c.scheduled_for, schedules_table.c.job)
+        .join(schedules_table, schedules_table.c.name == fires.c.schedule_name)
+        .where(
+            fires.c.outcome == FireOutcome.MISSED.value,
+            fires.c.recorded_at >= now - EVENT_WINDOW,
+        )
+        .order_by(fires.c.scheduled_for.desc())
+        .limit(500)
+    )
+    grouped: dict[tuple[str, str], list[datetime]] = {}
+    for row in conn.execute(query):
+        grouped.setdefault((str(row.schedule_name), str(row.job)), []).append(row.scheduled_for)
     out = []
-    for stored in schedules.list_schedules(conn):
-        missed = [
-            fire
-            for fire in schedules.list_fires(
-                conn, schedule_name=stored.name, outcome=FireOutcome.MISSED, limit=50
-            )
-            if fire.recorded_at >= now - EVENT_WINDOW
-        ]
-        if not missed:
-            continue
-        when = ", ".join(f.scheduled_for.isoformat(timespec="minutes") for f in missed[:5])
+    for (name, job), missed in grouped.items():
+        when = ", ".join(at.isoformat(timespec="minutes") for at in missed[:5])
         out.append(
             Condition(
                 AlertKind.MISSED_FIRE,
-                f"schedule {stored.name} missed {len(missed)} fire(s) in the last hour ({when})",
-                job=stored.definition.job.value,
-                subject=stored.name,
-                detail={"fires": [_iso(f.scheduled_for) for f in missed]},
+                f"schedule {name} missed {len(missed)} fire(s) in the last hour ({when})",
+                job=job,
+                subject=name,
+                detail={"fires": [_iso(at) for at in missed]},
             )
         )
     return out

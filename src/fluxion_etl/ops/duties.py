@@ -24,6 +24,7 @@ from typing import TypeVar
 import httpx
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from fluxion_etl.config import ChainConfig
 from fluxion_etl.domain.clock import Clock
@@ -116,9 +117,11 @@ class OpsDuties:
     def _guarded(self, what: str, duty: Callable[[], T]) -> T | None:
         try:
             return duty()
-        except Exception as exc:  # one failing duty must not stop the maintenance loop
+        except SQLAlchemyError as exc:  # the database may be down: try again next turn
+            log.warning(f"{what} skipped", error=str(exc).splitlines()[0][:200])
+        except Exception as exc:  # a bug in one duty must not stop the maintenance loop
             log.exception(f"{what} failed", error=str(exc)[:200])
-            return None
+        return None
 
     def close(self) -> None:
         try:

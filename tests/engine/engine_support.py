@@ -113,11 +113,19 @@ class Chain:
     config: ChainConfig
     settings: Settings
     _clients: list[KlkClient] = field(default_factory=list)
+    _shared: KlkClient | None = None
 
     def runtime(self, transport: httpx.BaseTransport | None = None, **overrides: Any) -> Runtime:
+        """A runtime of its own (owner, progress hook); the KLK client is shared unless the
+        settings or transport differ (building one loads the TLS trust store: 0.1 s)."""
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        klk = KlkClient.from_settings(settings, transport=transport)
-        self._clients.append(klk)
+        shared = not overrides and transport is None
+        if shared and self._shared is not None:
+            klk = self._shared
+        else:
+            klk = KlkClient.from_settings(settings, transport=transport)
+            self._clients.append(klk)
+            self._shared = klk if shared else self._shared
         return Runtime(
             settings=settings, config=self.config, engine=self.engine, klk=klk, clock=self.clock
         )

@@ -8,7 +8,8 @@ One simulated timeline per dialect (stores closed, so nothing sells while real t
     B  ``run sales``, killed inside tienda_03's load transaction
     a run for tienda_02 meets A's lease, still live: skipped_busy
   TTL later
-    C  ``run sales`` marks A and B abandoned, frees their leases and completes every window
+    C  ``run sales --from Mon --to Tue`` marks A and B abandoned, frees their leases and
+       completes every window (exit 0)
     an inventory run completes the catalogues
 """
 
@@ -109,7 +110,8 @@ def test_kill_9_leaves_each_location_old_or_new_and_the_next_run_completes(
         held_leases = (_lease_run(chain, "inventory", J), _lease_run(chain, "sales", K))
 
         chain.clock.advance(seconds=TTL + 1)
-        c = cli.run("run", "sales", **ttl)
+        monday, tuesday = MONDAY.date(), (MONDAY + timedelta(days=1)).date()
+        c = cli.run("run", "sales", "--from", str(monday), "--to", str(tuesday), **ttl)
         abandoned = (outcome(chain.engine, run_a.run.id), outcome(chain.engine, run_b.run.id))
         run_c = latest_run(chain.engine)
         inventory = chain.run(Job.INVENTORY, rt=rt)
@@ -156,9 +158,8 @@ def test_kill_9_leaves_each_location_old_or_new_and_the_next_run_completes(
                 assert item.status is ItemStatus.SUCCEEDED
     assert run_c.status is RunStatus.SUCCEEDED
     assert inventory.status is RunStatus.SUCCEEDED
-    tuesday = (MONDAY + timedelta(days=1)).date()
     for loc in STORES:
-        assert_sales_equal_served(chain, loc, [tuesday - timedelta(days=1), tuesday])
+        assert_sales_equal_served(chain, loc, [monday, tuesday])
         ranges = coverage_of(chain.engine, loc)
         assert [(r.start, r.provisional) for r in ranges] == [
             (local(tuesday - timedelta(days=2), 0), False)

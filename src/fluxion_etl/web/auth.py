@@ -9,7 +9,8 @@ name and scope and a random CSRF token, never the token itself, signed with HMAC
 - the cookie is HttpOnly (scripts cannot read it), SameSite=Lax (other sites' forms do not carry
   it) and Secure when the request came over HTTPS (directly or ``X-Forwarded-Proto: https``);
 - every request looks the token up again by id, so a revoked token ends its sessions at once, and
-  a token re-created later under the same name (a new secret) does not revive them;
+  a token re-created later under the same name (a new secret, a new hash) does not revive them:
+  the session holds a keyed fingerprint of the token's stored hash, which says nothing about it;
 - every form that changes something carries the session's CSRF token in a hidden field, compared
   in constant time; the login and language forms, used before a session exists, carry one from a
   short-lived signed cookie instead.
@@ -71,6 +72,10 @@ class Signer:
             return None
         return data
 
+    def fingerprint(self, text: str) -> str:
+        """A keyed digest of ``text`` (a token's stored hash) that reveals nothing about it."""
+        return self._mac(f"fingerprint:{text}")[:22]
+
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
 
@@ -96,26 +101,22 @@ class Session:
 
     token_id: int
     token_name: str
-    token_issued: str  # the token's created_at: a name re-created later is another token
+    token_mark: str  # the fingerprint of the token's hash: a name re-created is another token
     csrf: str
 
     @classmethod
-    def for_token(cls, info: TokenInfo) -> Session:
-        return cls(info.id, info.name, issue_of(info), secrets.token_urlsafe(32))
+    def for_token(cls, info: TokenInfo, mark: str) -> Session:
+        return cls(info.id, info.name, mark, secrets.token_urlsafe(32))
 
     def to_json(self) -> dict[str, Any]:
-        return {"tid": self.token_id, "n": self.token_name, "ti": self.token_issued, "c": self.csrf}
+        return {"tid": self.token_id, "n": self.token_name, "tm": self.token_mark, "c": self.csrf}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Session | None:
         try:
-            return cls(int(data["tid"]), str(data["n"]), str(data["ti"]), str(data["c"]))
+            return cls(int(data["tid"]), str(data["n"]), str(data["tm"]), str(data["c"]))
         except (KeyError, TypeError, ValueError):
             return None
-
-
-def issue_of(info: TokenInfo) -> str:
-    return info.created_at.isoformat()
 
 
 @dataclass(frozen=True, slots=True)

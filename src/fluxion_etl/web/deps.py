@@ -51,9 +51,12 @@ def current_user(request: Request) -> WebUser:
     if session is None:
         raise LoginRequired()
     with services.read_engine.connect() as conn:
-        info = queries.token_by_id(conn, session.token_id)
-    if info is None or not info.active or auth.issue_of(info) != session.token_issued:
+        stored = queries.token_by_id(conn, session.token_id)
+    if stored is None or not stored.info.active:
         raise LoginRequired()
+    if not auth.same_token(state.signer.fingerprint(stored.token_hash), session.token_mark):
+        raise LoginRequired()
+    info = stored.info
     now = services.clock.now()
     if tokens.needs_touch(info, now):
         with services.engine.begin() as conn:

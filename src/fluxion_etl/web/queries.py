@@ -18,12 +18,18 @@ from fluxion_etl.store.schema import api_tokens, run_items, runs
 from fluxion_etl.store.tokens import Scope, TokenInfo
 
 
-def token_by_id(conn: Connection, token_id: int) -> TokenInfo | None:
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    info: TokenInfo
+    token_hash: str
+
+
+def token_by_id(conn: Connection, token_id: int) -> StoredToken | None:
     """The token row a session points at (revoked ones included: the caller checks)."""
     row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).mappings().first()
     if row is None:
         return None
-    return TokenInfo(
+    info = TokenInfo(
         id=int(row["id"]),
         name=str(row["name"]),
         scope=Scope(row["scope"]),
@@ -31,6 +37,7 @@ def token_by_id(conn: Connection, token_id: int) -> TokenInfo | None:
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
     )
+    return StoredToken(info, str(row["token_hash"]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,8 @@ def login(
             request, "login.html", {"next": target, "error": Message("login.bad_token")}, status=401
         )
     response = redirect(request, target)
-    session = auth.Session.for_token(info)
+    mark = state.signer.fingerprint(tokens.hash_token(token.strip()))
+    session = auth.Session.for_token(info, mark)
     auth.write_session(response, request, state.signer, session, state.session_seconds)
     auth.clear_cookie(response, request, auth.PRELOGIN_COOKIE)
     return response

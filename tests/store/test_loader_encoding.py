@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy.dialects import sqlite
+from store_builders import sales_line, sales_lines
 
-from fluxion_etl.store.bulk import sqlite_rows
-from fluxion_etl.store.schema import sales_lines
+from fluxion_etl.domain.records import SalesLine
+from fluxion_etl.store.bulk import columns_of, sqlite_rows
+from fluxion_etl.store.sales_rows import sqlite_row_encoder
+from fluxion_etl.store.schema import sales_lines as sales_table
 
 DECIMALS = [
     Decimal("886.50"),
@@ -31,12 +35,12 @@ INSTANTS = [
 def bound(column_name: str, value: object) -> object:
     """What SQLAlchemy sends to SQLite for ``value`` through the column's own type."""
     dialect = sqlite.dialect()
-    processor = sales_lines.c[column_name].type.dialect_impl(dialect).bind_processor(dialect)
+    processor = sales_table.c[column_name].type.dialect_impl(dialect).bind_processor(dialect)
     return processor(value) if processor else value
 
 
 def test_money_instants_and_days_encode_like_their_column_types() -> None:
-    columns = [sales_lines.c.quantity, sales_lines.c.sold_at, sales_lines.c.business_day]
+    columns = [sales_table.c.quantity, sales_table.c.sold_at, sales_table.c.business_day]
     days = [date(2026, 1, 5), date(2025, 12, 31), date(2026, 1, 5)]
     count = len(DECIMALS)
     values = [DECIMALS, (INSTANTS * 3)[:count], (days * 3)[:count]]
@@ -55,3 +59,21 @@ def test_money_instants_and_days_encode_like_their_column_types() -> None:
     ]
     assert rows[0][1] == rows[1][1] == "886.5"
     assert rows[4][1] == "0"
+
+
+def test_the_spelled_out_sales_row_matches_the_generic_encoding() -> None:
+    lines = [
+        *sales_lines(50),
+        sales_line(7, unit_weight=None, exchange_rate=Decimal("1E+2"), quantity=Decimal("-0.0")),
+    ]
+    names = [f.name for f in fields(SalesLine)]
+    generic = sqlite_rows(
+        [sales_table.c[n] for n in names],
+        columns_of(lines, names),
+        before=("tienda_01",),
+        after=("2026-01-05 20:00:00.000000", 3),
+    )
+
+    spelled_out = list(map(sqlite_row_encoder("tienda_01", "2026-01-05 20:00:00.000000", 3), lines))
+
+    assert spelled_out == generic

@@ -130,8 +130,12 @@ def columns_of(records: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
     return [list(map(attrgetter(name), records)) for name in names]
 
 
-class _Memo(dict[Any, Any]):
-    """``encode(key)`` computed once per distinct key: sales repeat prices, rates and times."""
+class Memo(dict[Any, Any]):
+    """``encode(key)`` computed once per distinct key: sales repeat prices, rates and times.
+
+    Look values up with ``memo[key]`` (a subscript: no Python call on a hit). ``None`` maps to
+    ``None``.
+    """
 
     def __init__(self, encode: Callable[[Any], Any]) -> None:
         super().__init__({None: None})
@@ -146,20 +150,33 @@ def _canonical_decimal_text(text: str) -> str:
     return decimal_text(Decimal(text))
 
 
-def _encode_for_sqlite(column: Column[Any], values: Sequence[Any]) -> Sequence[Any]:
-    """One column's values in the text form ``store.types`` stores on SQLite.
+def money_texts() -> Memo:
+    """``str(decimal)`` → the canonical text ``Money`` stores on SQLite; use ``m[str(value)]``.
 
-    Decimals are memoised by ``str(value)`` (C-fast and exact) rather than by the Decimal itself:
-    hashing a fresh Decimal costs more than formatting it.
+    Keyed by ``str(value)`` (C-fast and exact) rather than by the Decimal itself: hashing a fresh
+    Decimal costs more than formatting it. ``str(None)`` is ``"None"``, which no Decimal spells,
+    so it maps to ``None`` and nullable values need no test of their own.
     """
+    memo = Memo(_canonical_decimal_text)
+    memo["None"] = None
+    return memo
+
+
+def utc_texts() -> Memo:
+    """An aware datetime → the UTC text ``UtcDateTime`` stores on SQLite."""
+    return Memo(utc_text)
+
+
+def _encode_for_sqlite(column: Column[Any], values: Sequence[Any]) -> Sequence[Any]:
+    """One column's values in the text form ``store.types`` stores on SQLite."""
     if isinstance(column.type, Money):
-        money = _Memo(_canonical_decimal_text)
-        return [None if v is None else money[str(v)] for v in values]
+        money = money_texts()
+        return [money[str(v)] for v in values]
     if isinstance(column.type, UtcDateTime):
-        instants = _Memo(utc_text)
+        instants = utc_texts()
         return [instants[v] for v in values]
     if isinstance(column.type, Date):
-        days = _Memo(date.isoformat)
+        days = Memo(date.isoformat)
         return [days[v] for v in values]
     return values
 

@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Column, Connection, bindparam, text
 
 from fluxion_etl.domain.records import SalesLine
-from fluxion_etl.store.bulk import column_list, columns_of, differs, is_postgres, sqlite_rows, stage
+from fluxion_etl.store.bulk import column_list, differs, is_postgres, stage
+from fluxion_etl.store.sales_rows import sqlite_row_encoder
 from fluxion_etl.store.schema import sales_lines
 from fluxion_etl.store.types import UtcDateTime, utc_text
 
@@ -31,6 +32,8 @@ KEYS_STAGE = "fluxion_stage_sales_keys"
 
 
 class SalesKey(NamedTuple):
+    """A key of ``keep_keys`` with attributes named like the staging columns."""
+
     invoice_number: str
     line_number: int
 
@@ -120,12 +123,7 @@ def _upsert_sqlite(
     max + 1, and this transaction is the only writer); the rest of the changes are updates.
     """
     last_id = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM sales_lines").scalar_one()
-    rows = sqlite_rows(
-        _field_columns(),
-        columns_of(lines, SALES_FIELDS),
-        before=(location_id,),
-        after=(utc_text(now), run_id),
-    )
+    rows = list(map(sqlite_row_encoder(location_id, utc_text(now), run_id), lines))
     changed = conn.exec_driver_sql(_sqlite_upsert(conn), rows).rowcount
     inserted = conn.exec_driver_sql(
         "SELECT count(*) FROM sales_lines WHERE id > ?", (last_id,)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from engine_support import (
     D1,
@@ -20,6 +21,7 @@ from engine_support import (
     assert_inventory_equal_served,
     assert_sales_equal_served,
     coverage_of,
+    local,
     sales_stamps,
     served_sales,
     stored_sales,
@@ -244,3 +246,44 @@ def test_an_empty_answer_while_open_is_covered_only_provisionally(chain: Chain) 
 
 def _faults(spec: str) -> list[Fault]:
     return list(parse_faults(spec))
+
+
+class _DayDown(httpx.BaseTransport):
+    """KLK answering HTTP 500 to the sales call of one branch and day, and normally otherwise."""
+
+    def __init__(self, branch_code: str, day: date) -> None:
+        self._markers = (branch_code.encode(), day.isoformat().encode())
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        if all(marker in body for marker in self._markers):
+            return httpx.Response(500, text="Internal Server Error")
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_backfill_keeps_the_days_it_loaded_and_the_next_one_resumes(chain: Chain) -> None:
+    branch = chain.config.location(FAULTY).branch_code
+    assert branch is not None
+
+    first = chain.run(Job.SALES, date_from=D1, date_to=D2, rt=chain.runtime(_DayDown(branch, D2)))
+    covered_after_first = coverage_of(chain.engine, FAULTY)
+    second = chain.run(Job.SALES, date_from=D1, date_to=D2)
+
+    assert first.status is RunStatus.PARTIAL
+    assert (first.items[FAULTY].error_category, first.items[FAULTY].error_phase) == (
+        ErrorCategory.HTTP_STATUS,
+        ErrorPhase.EXTRACT,
+    )
+    assert [(r.start, r.end, r.provisional) for r in covered_after_first] == [
+        (local(D1, 0), local(D2, 0), False)
+    ], "the day loaded before the failure stays, with its coverage; the failed one is not covered"
+    assert second.status is RunStatus.SUCCEEDED
+    assert [w.get("skipped") for w in second.items[FAULTY].windows or []] == [
+        "already covered",
+        None,
+    ], "the next backfill resumes at the day that failed"
+    assert_sales_equal_served(chain, FAULTY, [D1, D2])

@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -85,11 +85,11 @@ class Chain:
     url: str
     config: ChainConfig
     settings: Settings
-    klk_events: list[RequestEvent] = field(default_factory=list)
+    on_request: Callable[[RequestEvent], None] | None = None
     _clients: list[KlkClient] = field(default_factory=list)
 
     def runtime(self) -> Runtime:
-        klk = KlkClient.from_settings(self.settings, on_request=self.klk_events.append)
+        klk = KlkClient.from_settings(self.settings, on_request=self.on_request)
         self._clients.append(klk)
         return Runtime(
             settings=self.settings,
@@ -231,3 +231,23 @@ def every(start: datetime, end: datetime, step: timedelta) -> Iterator[datetime]
     while moment <= end:
         yield moment
         moment += step
+
+
+@dataclass
+class NullLauncher:
+    """A launcher that launches nothing (the tests execute runs themselves)."""
+
+    name: str = "none"
+    launched: list[int] = field(default_factory=list)
+
+    def launch(self, run_id: int) -> None:
+        self.launched.append(run_id)
+
+    def poll(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return True
+
+    def close(self, grace: float) -> None:
+        pass

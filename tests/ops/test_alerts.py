@@ -117,6 +117,12 @@ def bench(engine: Engine) -> Bench:
     return make_bench(engine)
 
 
+@pytest.fixture
+def sqlite_bench(sqlite_engine: Engine) -> Bench:
+    """For rules above the store, whose statements the tests on both dialects run."""
+    return make_bench(sqlite_engine)
+
+
 def test_a_condition_seen_again_and_again_is_one_alert_and_one_message(bench: Bench) -> None:
     bench.evaluate()
     assert bench.channel.sent == []
@@ -157,8 +163,10 @@ def test_a_recovery_is_announced_once_and_a_new_occurrence_is_a_new_alert(bench:
     ]
 
 
-def test_the_rate_limit_holds_messages_back_until_the_hour_has_room(engine: Engine) -> None:
-    bench = make_bench(engine, rate_limit_per_hour=2)
+def test_the_rate_limit_holds_messages_back_until_the_hour_has_room(
+    sqlite_engine: Engine,
+) -> None:
+    bench = make_bench(sqlite_engine, rate_limit_per_hour=2)
     for store in STORES[:4]:
         bench.fail(store)
     bench.evaluate()
@@ -174,9 +182,9 @@ def test_the_rate_limit_holds_messages_back_until_the_hour_has_room(engine: Engi
 
 
 def test_an_alert_that_clears_before_it_was_announced_gets_no_recovery_notice(
-    engine: Engine,
+    sqlite_engine: Engine,
 ) -> None:
-    bench = make_bench(engine, rate_limit_per_hour=1)
+    bench = make_bench(sqlite_engine, rate_limit_per_hour=1)
     bench.fail("tienda_01")
     bench.fail("tienda_02")
     bench.evaluate()
@@ -191,7 +199,8 @@ def test_an_alert_that_clears_before_it_was_announced_gets_no_recovery_notice(
     ]
 
 
-def test_more_than_a_burst_at_once_goes_out_as_one_summary(bench: Bench) -> None:
+def test_more_than_a_burst_at_once_goes_out_as_one_summary(sqlite_bench: Bench) -> None:
+    bench = sqlite_bench
     for store in STORES:
         bench.fail(store)
     bench.evaluate()
@@ -202,7 +211,8 @@ def test_more_than_a_burst_at_once_goes_out_as_one_summary(bench: Bench) -> None
         assert all(a.notified_at is not None for a in open_alerts(conn))
 
 
-def test_when_every_channel_fails_the_message_is_tried_again(bench: Bench) -> None:
+def test_when_every_channel_fails_the_message_is_tried_again(sqlite_bench: Bench) -> None:
+    bench = sqlite_bench
     bench.channel.fail = 1
     bench.fail("tienda_03")
     bench.evaluate()
@@ -219,8 +229,8 @@ def test_when_every_channel_fails_the_message_is_tried_again(bench: Bench) -> No
     ]
 
 
-def test_the_daily_digest_goes_out_once_a_day_after_seven(engine: Engine) -> None:
-    bench = make_bench(engine, daily_digest=True)
+def test_the_daily_digest_goes_out_once_a_day_after_seven(sqlite_engine: Engine) -> None:
+    bench = make_bench(sqlite_engine, daily_digest=True)
     bench.clock.set(local(TODAY, 6, 59))
     bench.fail("tienda_01")
     bench.evaluate()
@@ -318,8 +328,9 @@ def test_one_evaluating_process_of_several(bench: Bench) -> None:
 
 
 def test_a_healthy_evaluation_pings_the_dead_man_and_a_dead_database_does_not(
-    engine: Engine, tmp_path: Path
+    sqlite_engine: Engine, tmp_path: Path
 ) -> None:
+    engine = sqlite_engine
     with webhook_receiver() as (url, received):
         toml = CONFIG + f'\n[alerts]\ndeadman_url = "{url.rsplit("/hooks", 1)[0]}/ping/abc"\n'
         config = parse_config(tomllib.loads(toml), "<deadman>")

@@ -4,6 +4,7 @@ fails keeps its gap, and automatic recovery stays bounded (both dialects)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +29,19 @@ Line = tuple[str, str, Decimal, Decimal, Decimal]
 
 @pytest.fixture
 def chain(engine: Engine) -> Iterator[Chain]:
+    with prepared_chain(engine) as chain:
+        yield chain
+
+
+@pytest.fixture
+def sqlite_chain(sqlite_engine: Engine) -> Iterator[Chain]:
+    """For the planning rules: their queries are the ones the test on both dialects runs."""
+    with prepared_chain(sqlite_engine) as chain:
+        yield chain
+
+
+@contextmanager
+def prepared_chain(engine: Engine) -> Iterator[Chain]:
     """Yesterday read as empty at tienda_01 and tienda_02 (their server was offline), today
     synced up to 10:00 everywhere: yesterday's opening hours are provisional gaps there."""
     with simulated_chain(engine, start=NOW) as chain:
@@ -106,7 +120,8 @@ def test_recovery_loads_what_klk_serves_and_a_still_failing_location_keeps_its_g
     assert gaps_by_location(chain) == {"tienda_02": {YESTERDAY}}
 
 
-def test_a_location_whose_recovery_is_running_is_not_submitted_twice(chain: Chain) -> None:
+def test_a_location_whose_recovery_is_running_is_not_submitted_twice(sqlite_chain: Chain) -> None:
+    chain = sqlite_chain
     launched: list[int] = []
     first = recover_gaps(
         chain.engine,
@@ -153,8 +168,9 @@ def auto(chain: Chain, launched: list[int], **overrides: object) -> list[str]:
 
 
 def test_automatic_recovery_waits_for_the_threshold_and_keeps_few_runs_in_flight(
-    chain: Chain,
+    sqlite_chain: Chain,
 ) -> None:
+    chain = sqlite_chain
     launched: list[int] = []
     # Yesterday's gaps ended at 21:00: 13 hours ago, past the 2 h threshold.
     assert auto(chain, launched, auto_recover_max_in_flight=1) == ["tienda_01"]
@@ -165,8 +181,9 @@ def test_automatic_recovery_waits_for_the_threshold_and_keeps_few_runs_in_flight
 
 
 def test_automatic_recovery_leaves_young_gaps_busy_and_recently_tried_locations_alone(
-    chain: Chain,
+    sqlite_chain: Chain,
 ) -> None:
+    chain = sqlite_chain
     launched: list[int] = []
     default = chain.config
     chain.config = with_gap_threshold(default, minutes=24 * 60)

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, TextClause, bindparam, text
 
 from fluxion_etl.domain.records import CatalogueItem
-from fluxion_etl.store.bulk import column_list, differs, stage
+from fluxion_etl.store.bulk import column_list, differs, is_postgres, stage
 from fluxion_etl.store.schema import inventory_current, products
 from fluxion_etl.store.types import UtcDateTime
 
@@ -107,7 +107,10 @@ def stage_inventory(
     another catalogue on this connection."""
     unique = list({item.sku: item for item in items}.values())
     columns = [inventory_current.c[name] for name in STOCK_FIELDS]
-    stage(conn, INVENTORY_STAGE, columns, unique, key=("sku",))
+    # SQLite looks staged skus up by index; PostgreSQL hash-joins, and an index would only slow
+    # the COPY (the skus are already unique).
+    key = () if is_postgres(conn) else ("sku",)
+    stage(conn, INVENTORY_STAGE, columns, unique, key=key)
     current_total, disappearing = conn.execute(
         _count_disappearing(), {"location_id": location_id, "warehouse_code": warehouse_code}
     ).one()
@@ -157,11 +160,16 @@ def apply_inventory(
         "run_id": run_id,
         "now": now,
     }
-    inserted, updated = conn.execute(_count_changes(conn), params).one()
-    inserted, updated = int(inserted or 0), int(updated or 0)
-    history = conn.execute(_history_of_changes(conn), params).rowcount if inserted + updated else 0
-    if inserted + updated:
-        conn.execute(_upsert_changes(conn), params)
+    if is_postgres(conn):
+        inserted, updated, history = conn.execute(_merge_changes_postgres(conn), params).one()
+    else:
+        inserted, updated = conn.execute(_count_changes(conn), params).one()
+        inserted, updated = int(inserted or 0), int(updated or 0)
+        history = (
+            conn.execute(_history_of_changes(conn), params).rowcount if inserted + updated else 0
+        )
+        if inserted + updated:
+            conn.execute(_upsert_changes(conn), params)
     disappeared = staged.disappearing
     if apply_disappearances and staged.disappearing:
         history += conn.execute(_history_of_disappeared(), params).rowcount
@@ -222,6 +230,43 @@ def _upsert_changes(conn: Connection) -> TextClause:
         {_changed_rows(conn)}
         ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {assignments}
         """
+    )
+
+
+def _merge_changes_postgres(conn: Connection) -> TextClause:
+    """PostgreSQL: count, history and upsert in one statement, one pass over the staged rows.
+
+    The three statements SQLite runs each join the staged catalogue with the stored one again;
+    here the changed rows are found once (``changed``) and feed both writes. Every part of a
+    statement sees the same snapshot, so the history reads the stock from before the upsert;
+    ``upserted`` runs although nothing reads it (PostgreSQL always completes a data-modifying
+    ``WITH``).
+    """
+    assignments = ", ".join(f"{n} = excluded.{n}" for n in (*STOCK_VALUES, "updated_at", "run_id"))
+    return _typed(
+        f"""
+        WITH changed AS MATERIALIZED (
+            SELECT {column_list(STOCK_FIELDS, "s")}, c.stock AS old_stock,
+                   c.sku IS NULL AS appeared
+            {_changed_rows(conn)}
+        ), history AS (
+            INSERT INTO inventory_history
+                (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
+                 changed_at, run_id)
+            SELECT {LOC}, {WH}, sku, CASE WHEN appeared THEN 'appeared' ELSE 'changed' END,
+                   old_stock, stock, price_usd, :now, {RUN}
+            FROM changed WHERE appeared OR old_stock IS DISTINCT FROM stock
+            RETURNING 1
+        ), upserted AS (
+            INSERT INTO inventory_current
+                (location_id, warehouse_code, sku, stock, price_usd, tax_rate, updated_at, run_id)
+            SELECT {LOC}, {WH}, {column_list(STOCK_FIELDS)}, :now, {RUN} FROM changed
+            ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {assignments}
+        )
+        SELECT (SELECT count(*) FROM changed WHERE appeared),
+               (SELECT count(*) FROM changed WHERE NOT appeared),
+               (SELECT count(*) FROM history)
+        """  # noqa: S608 - identifiers are our own constants; values are bound
     )
 
 

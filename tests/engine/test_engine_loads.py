@@ -127,3 +127,23 @@ def _versions(chain: Chain) -> dict[str, dict[object, str]]:
             chain.engine, "inventory_current", "location_id || '/' || warehouse_code || '/' || sku"
         ),
     }
+
+
+def test_a_backfill_up_to_today_moves_the_watermark_to_where_it_read(chain: Chain) -> None:
+    """Time passes while KLK answers (seconds for a busy store); the watermark still moves to
+    the instant today's window was cut at, the end of what was read and covered."""
+    rt = chain.runtime()
+
+    def klk_takes_time(_location_id: str, stage: str, _detail: str) -> None:
+        if stage == "extract":
+            chain.clock.advance(2.5)
+
+    rt.on_progress = klk_takes_time
+    cut = chain.clock.now()
+
+    run = chain.run(Job.SALES, date_from=TODAY, date_to=TODAY, locations=("tienda_01",), rt=rt)
+
+    assert run.status is RunStatus.SUCCEEDED
+    ranges = coverage_of(chain.engine, "tienda_01")
+    assert [(r.start, r.end) for r in ranges] == [(local(TODAY, 0), cut)]
+    assert watermark_of(chain.engine, "tienda_01") == cut

@@ -62,7 +62,8 @@ def sync_sales_days(
     result = LocationResult()
     for index, day in enumerate(days):
         ctx.check_deadline()
-        window = day_windows(day, now=ctx.rt.clock.now(), zone=ctx.location.zone)
+        now = ctx.rt.clock.now()
+        window = day_windows(day, now=now, zone=ctx.location.zone)
         if window is None:
             continue
         if skip_covered and _covered(ctx, window):
@@ -71,7 +72,9 @@ def sync_sales_days(
             continue
         if index > 0:
             _reacquire(ctx)
-        _sync_day(ctx, window, result)
+        # Today's window is cut at ``now`` (to the second): it reads up to now, so the
+        # watermark moves there. Compared with this ``now``, not a later one: KLK takes time.
+        _sync_day(ctx, window, result, reaches_now=window.end >= now.replace(microsecond=0))
         ctx.progress("day", day.isoformat())
     with ctx.rt.engine.begin() as conn:
         ctx.commit_success(conn, result)
@@ -130,7 +133,9 @@ def _extract(ctx: LocationContext, window: SalesWindow, result: LocationResult) 
     return batch
 
 
-def _sync_day(ctx: LocationContext, window: SalesWindow, result: LocationResult) -> None:
+def _sync_day(
+    ctx: LocationContext, window: SalesWindow, result: LocationResult, *, reaches_now: bool
+) -> None:
     batch = _extract(ctx, window, result)
     note: _Note | None = None
     with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
@@ -147,7 +152,7 @@ def _sync_day(ctx: LocationContext, window: SalesWindow, result: LocationResult)
         if window.whole_day:
             note = _remove_voids(ctx, conn, window, batch, result)
         _cover(ctx, conn, window, batch)
-        if window.end >= ctx.rt.clock.now().replace(microsecond=0):
+        if reaches_now:
             sync_state.advance_watermark(
                 conn, job="sales", location_id=ctx.location.id, watermark=window.end
             )

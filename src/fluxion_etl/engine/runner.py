@@ -67,7 +67,7 @@ def execute_run(rt: Runtime, run_id: int) -> RunStatus:
         heart.stop()
     if products:
         with rt.engine.begin() as conn:
-            inventory_loader.upsert_products(conn, products, rt.clock.now())
+            inventory_loader.upsert_products(conn, products.values(), rt.clock.now())
     return _finish(rt, run, statuses, log, cancelled=heart.cancel_requested)
 
 
@@ -85,11 +85,14 @@ def _claim(rt: Runtime, run_id: int) -> RunRow | None:
 
 def _process_all(
     rt: Runtime, run: RunRow, locations: list[Location], *, log: RunLog, heart: _Heartbeat
-) -> tuple[dict[str, ItemStatus], list[CatalogueItem]]:
+) -> tuple[dict[str, ItemStatus], dict[str, CatalogueItem]]:
     """Start locations while there is room and time; a cancel, shutdown or the deadline stops
-    further starts (running locations finish), and what never started is marked so."""
+    further starts (running locations finish), and what never started is marked so.
+
+    Products are kept one per sku as catalogues arrive (the last seen wins, as in the upsert):
+    memory stays at one catalogue's worth however many locations the run has."""
     statuses: dict[str, ItemStatus] = {}
-    products: list[CatalogueItem] = []
+    products: dict[str, CatalogueItem] = {}
     pending = list(locations)
     running: dict[Future[tuple[ItemStatus, list[CatalogueItem]]], str] = {}
     with ThreadPoolExecutor(max_workers=rt.settings.concurrency, thread_name_prefix="loc") as pool:
@@ -105,7 +108,7 @@ def _process_all(
             for future in done:
                 loc_id, (status, seen) = running.pop(future), future.result()
                 statuses[loc_id] = status
-                products.extend(seen)
+                products.update((item.sku, item) for item in seen)
                 if rt.on_progress is not None:
                     rt.on_progress(loc_id, "done", status.value)
     return statuses, products

@@ -28,6 +28,9 @@ from fluxion_etl.store.db import create_db_engine
 
 FLUXION = str(Path(sys.executable).parent / "fluxion-etl")
 KILLED = -9  # returncode of a process that died of SIGKILL
+LEASE_TTL = 600.0
+"""Simulated seconds; long, so that no process (each reaps when it starts) takes a live but
+starved run for dead on a loaded machine. Tests that want a lease expired move the clock."""
 
 
 class SharedClock(ScaledClock):
@@ -62,7 +65,7 @@ class CliChain:
             "FLUXION_KLK_RETRY_INITIAL_WAIT": "0.01",
             "FLUXION_KLK_RETRY_MAX_WAIT": "0.02",
             "FLUXION_HEARTBEAT_SECONDS": "0.5",
-            "FLUXION_LEASE_TTL_SECONDS": "2",
+            "FLUXION_LEASE_TTL_SECONDS": str(LEASE_TTL),
             "FLUXION_LOG_FORMAT": "json",
             **overrides,
         }
@@ -118,7 +121,7 @@ def cli_chain(database_url: str, tmp_path: Path, start: datetime) -> Iterator[Cl
             clock=clock,
             url=url,
             config=chain_config(world),
-            settings=fast_settings(database_url, url, lease_ttl_seconds=2.0),
+            settings=fast_settings(database_url, url, lease_ttl_seconds=LEASE_TTL),
         )
         try:
             yield CliChain(chain, config_path, database_url)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine_cli import KILLED, cli_chain
+from engine_cli import KILLED, LEASE_TTL, cli_chain
 from engine_support import (
     CARACAS,
     LOCATIONS,
@@ -45,7 +45,6 @@ from fluxion_etl.store.schema import inventory_history
 h = inventory_history.c
 
 MONDAY = datetime(2025, 11, 17, 22, 0, tzinfo=CARACAS)
-TTL = 30  # simulated seconds; the shared clock jumps past it, so it costs no real time
 J, K = "tienda_02", "tienda_03"
 
 
@@ -92,26 +91,25 @@ def test_kill_9_leaves_each_location_old_or_new_and_the_next_run_completes(
 ) -> None:
     with cli_chain(migrated_url, tmp_path, MONDAY) as cli:
         chain = cli.chain
-        ttl = {"FLUXION_LEASE_TTL_SECONDS": str(TTL)}
-        rt = chain.runtime(lease_ttl_seconds=TTL)
+        rt = chain.runtime()
         chain.run(Job.INVENTORY, rt=rt)
         chain.run(Job.SALES, rt=rt)
         old_stock, old_sales = _stock(chain), _sales(chain)
         chain.clock.advance(days=1)
 
-        a = cli.run("run", "inventory", FLUXION_CRASH_AT=f"committed:{J}", **ttl)
+        a = cli.run("run", "inventory", FLUXION_CRASH_AT=f"committed:{J}")
         run_a = latest_run(chain.engine)
         stock_after_a = _stock(chain)
         history_a = _history(chain, run_a.run.id)
-        b = cli.run("run", "sales", FLUXION_CRASH_AT=f"loading:{K}", **ttl)
+        b = cli.run("run", "sales", FLUXION_CRASH_AT=f"loading:{K}")
         run_b = latest_run(chain.engine)
         sales_after_b = _sales(chain)
         busy = chain.run(Job.INVENTORY, locations=(J,), rt=rt)
         held_leases = (_lease_run(chain, "inventory", J), _lease_run(chain, "sales", K))
 
-        chain.clock.advance(seconds=TTL + 1)
+        chain.clock.advance(seconds=LEASE_TTL + 1)
         monday, tuesday = MONDAY.date(), (MONDAY + timedelta(days=1)).date()
-        c = cli.run("run", "sales", "--from", str(monday), "--to", str(tuesday), **ttl)
+        c = cli.run("run", "sales", "--from", str(monday), "--to", str(tuesday))
         abandoned = (outcome(chain.engine, run_a.run.id), outcome(chain.engine, run_b.run.id))
         run_c = latest_run(chain.engine)
         inventory = chain.run(Job.INVENTORY, rt=rt)

@@ -94,7 +94,7 @@ class Finished:
         return f"{self.args} -> {self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
 
 
-def finish(process: subprocess.Popen[str], timeout: float = 90) -> Finished:
+def finish(process: subprocess.Popen[str], timeout: float = 240) -> Finished:
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

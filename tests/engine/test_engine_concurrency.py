@@ -14,7 +14,7 @@ from fluxion_etl.engine.runner import execute_run
 from fluxion_etl.engine.runtime import Runtime
 
 STORE = "tienda_01"
-PATIENCE = 10.0  # seconds a loading run waits for the other run to finish
+PATIENCE = 60.0  # seconds a loading run waits at most for the other run to finish (usually ms)
 
 
 class _LoadWatch:

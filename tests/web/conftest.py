@@ -115,13 +115,24 @@ def browser(stack: Stack) -> Iterator[Any]:
         yield running
 
 
-@pytest.fixture
-def page(browser: Any, stack: Stack) -> Iterator[Any]:
-    """A logged-in laptop-sized page; confirmation dialogs are accepted."""
+@pytest.fixture(scope="module")
+def signed_in(browser: Any, stack: Stack) -> dict[str, Any]:
+    """The cookies of one login through the form, reused by every page of the module."""
     context = browser.new_context(viewport=LAPTOP)
+    try:
+        stack.login(context.new_page())
+        state: dict[str, Any] = context.storage_state()
+    finally:
+        context.close()
+    return state
+
+
+@pytest.fixture
+def page(browser: Any, stack: Stack, signed_in: dict[str, Any]) -> Iterator[Any]:
+    """A logged-in laptop-sized page; confirmation dialogs are accepted."""
+    context = browser.new_context(viewport=LAPTOP, storage_state=signed_in)
     context.set_default_timeout(15_000)
     tab = context.new_page()
     tab.on("dialog", lambda dialog: dialog.accept())
-    stack.login(tab)
     yield tab
     context.close()

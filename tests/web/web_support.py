@@ -144,7 +144,7 @@ def running_stack(
     *,
     locations: int = 4,
     skus: int = 50,
-    lines_per_day: int = 50,
+    lines_per_day: int = 100,
     start: datetime = DEFAULT_START,
     env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:

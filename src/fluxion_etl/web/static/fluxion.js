@@ -1,12 +1,12 @@
 // fluxion-etl control centre: small enhancements. Every page works without this file.
-//  - regions marked data-live="on" are refreshed from the server every few seconds while
+//  - regions marked data-live="on" are refreshed from the server every second while
 //    something runs (the server stops marking them once nothing does);
 //  - the run log filter hides non-matching lines as one types;
 //  - forms with data-confirm ask before they post.
 (function () {
   "use strict";
 
-  var INTERVAL_MS = 2000;
+  var INTERVAL_MS = 1000;
   var timer = null;
 
   function liveRegions() {

@@ -26,6 +26,7 @@ from fluxion_etl.store.db import (
     current_revision,
     downgrade,
     head_revision,
+    migration_connection,
     read_only_engine,
     upgrade,
 )
@@ -79,6 +80,46 @@ def test_concurrent_upgrades_from_separate_processes_all_succeed(db_url: str) ->
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     engine = create_db_engine(db_url)
+    try:
+        check_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_migrations_run_with_foreign_keys_off_and_restore_them(sqlite_url: str) -> None:
+    """Batch migrations recreate tables; a DROP with foreign keys on would cascade."""
+    engine = create_db_engine(sqlite_url, pool_size=1)
+    try:
+        with migration_connection(engine) as conn:
+            during = conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+        with engine.connect() as conn:  # the same pooled connection (pool_size=1)
+            after = conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+    finally:
+        engine.dispose()
+    assert (during, after) == (0, 1)
+
+
+def test_the_alembic_command_line_uses_the_shipped_ini(sqlite_url: str) -> None:
+    ini = MIGRATIONS_DIR / "alembic.ini"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(ini),
+            "-x",
+            f"url={sqlite_url}",
+            "upgrade",
+            "head",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    engine = create_db_engine(sqlite_url)
     try:
         check_schema(engine)
     finally:

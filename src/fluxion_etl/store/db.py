@@ -13,6 +13,8 @@ stuck statement or an abandoned transaction cannot pin connections forever.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,21 +124,50 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` in one transaction; safe when several processes race.
-
-    PostgreSQL: a transaction-scoped advisory lock makes the later caller wait and then find the
-    schema already current. SQLite: ``BEGIN IMMEDIATE`` already serialises the two transactions.
-    """
-    with engine.connect() as conn, conn.begin():
-        lock_for_migration(conn)
+    """Bring the schema to ``revision`` in one transaction; safe when several processes race."""
+    with migration_connection(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Step the schema back to ``revision`` (``"base"`` drops every table): tests, rollbacks."""
-    with engine.connect() as conn, conn.begin():
-        lock_for_migration(conn)
+    with migration_connection(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one transaction that holds the migration lock; committed on exit.
+
+    PostgreSQL: a transaction-scoped advisory lock makes a concurrent upgrader wait, then find the
+    schema current. SQLite: ``BEGIN IMMEDIATE`` serialises them already. SQLite batch migrations
+    recreate tables, and with foreign keys on, dropping the old ``runs`` would cascade into
+    ``run_items``; so foreign keys are off for the migration (the pragma only applies outside a
+    transaction), checked before commit, and back on afterwards.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_pragma_outside_transaction(conn, "foreign_keys=OFF")
+        try:
+            with conn.begin():
+                lock_for_migration(conn)
+                yield conn
+                if sqlite:
+                    _check_foreign_keys(conn)
+        finally:
+            if sqlite:
+                _sqlite_pragma_outside_transaction(conn, "foreign_keys=ON")
+
+
+def _sqlite_pragma_outside_transaction(conn: Connection, pragma: str) -> None:
+    conn.connection.driver_connection.execute(f"PRAGMA {pragma}")  # type: ignore[union-attr]
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration left rows with dangling foreign keys: {broken[:5]}")
 
 
 def lock_for_migration(conn: Connection) -> None:

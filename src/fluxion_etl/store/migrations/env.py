@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from fluxion_etl.settings import load_settings
-from fluxion_etl.store.db import create_db_engine, lock_for_migration
+from fluxion_etl.store.db import create_db_engine, migration_connection
 from fluxion_etl.store.schema import metadata
 
 
@@ -49,8 +49,7 @@ def run_online() -> None:
 
     engine = create_db_engine(_url(), pool_size=1)
     try:
-        with engine.connect() as connection, connection.begin():
-            lock_for_migration(connection)
+        with migration_connection(engine) as connection:
             _configure(connection)
             with context.begin_transaction():
                 context.run_migrations()

@@ -76,7 +76,7 @@ def stage(
 def _create_stage(
     conn: Connection, name: str, columns: Sequence[Column[Any]], key: Sequence[str]
 ) -> None:
-    definitions = [f"{c.name} {c.type.compile(dialect=conn.dialect)}" for c in columns]
+    definitions = [f"{c.name} {type_ddl(conn, c)}" for c in columns]
     if key:
         definitions.append(f"PRIMARY KEY ({column_list(key)})")
     body = ", ".join(definitions)
@@ -112,7 +112,20 @@ def copy_rows(
 
 def _postgres_type_name(conn: Connection, column: Column[Any]) -> str:
     """``NUMERIC(28, 8)`` → ``numeric``: the name psycopg's type registry knows."""
-    return column.type.compile(dialect=conn.dialect).split("(")[0].strip().lower()
+    return type_ddl(conn, column).split("(")[0].strip().lower()
+
+
+# (dialect, table, column) → DDL type; compiling types is slow enough to show on small batches.
+_TYPE_DDL: dict[tuple[str, str, str], str] = {}
+
+
+def type_ddl(conn: Connection, column: Column[Any]) -> str:
+    """The column's type as this dialect spells it in DDL (``NUMERIC(28, 8)``, ``VARCHAR(40)``)."""
+    key = (conn.dialect.name, column.table.name, column.name)
+    ddl = _TYPE_DDL.get(key)
+    if ddl is None:
+        ddl = _TYPE_DDL[key] = column.type.compile(dialect=conn.dialect)
+    return ddl
 
 
 # --- records to column values ---------------------------------------------------------------------

@@ -101,6 +101,7 @@ def _postgres_merge(conn: Connection) -> Any:
             )
             ON CONFLICT ON CONSTRAINT uq_sales_lines_key DO UPDATE SET {assignments}
             WHERE {differs(conn, "t", "EXCLUDED", VALUE_FIELDS)}
+            -- a row just inserted has no xmax; one updated here carries this transaction's
             RETURNING (t.xmax = 0) AS inserted
         )
         SELECT count(*) FILTER (WHERE inserted) AS inserted,

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test check lint typecheck format bench-load bench-cycle bench-growth bench-service clean
+.PHONY: demo test check lint typecheck format screenshots bench-load bench-cycle bench-growth bench-service clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ format: $(VENV)/.dev
 
 ## Every check: lint, format, types and tests.
 check: lint typecheck test
+
+## The README's pictures of the control centre (docs/screenshots), taken with Debian's Chromium
+## through Playwright against a real service and the simulator, as the browser tests do.
+screenshots: $(VENV)/.dev
+	$(BIN)/python scripts/screenshots.py $(SCREENSHOT_ARGS)
 
 ## Benchmarks (docs/BENCHMARKS.md): the bench group (dlt) goes into .venv, never into the runtime lock.
 ## Pass options through BENCH_ARGS, e.g. make bench-cycle BENCH_ARGS="--scale large --dialect postgresql".

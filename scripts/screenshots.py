@@ -2,10 +2,10 @@
 
 It starts what the browser tests start (``tests/web/web_support.py``): the KLK simulator, a real
 ``fluxion-etl serve`` over a fresh SQLite database, and Debian's Chromium through Playwright. It
-then plays a short story so the pages have something to show — two days of sales loaded, one
-store whose KLK server answers with an error (a failed location, a stale cell, open gaps), a check
-of the locations against KLK — and photographs each page on a laptop and on a phone, in Spanish
-(what the chain's staff read) unless ``--lang en``.
+then plays a short story so the pages have something to show (sales and stock loaded, three
+stores whose KLK servers fail: failed locations, stale cells, open gaps; a check of the locations
+against KLK) and photographs every page on a laptop (the whole page) and the main ones on a phone
+(one screen), in Spanish (what the chain's staff read) unless ``--lang en``.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--lang es|en]
 """
@@ -68,7 +68,7 @@ def photograph(stack: Stack, out: Path, lang: str, ids: dict[str, int]) -> list[
                     continue
                 page.goto(stack.url + path.format(**ids))
                 target = out / f"{name}-{device}.png"
-                page.screenshot(path=str(target), full_page=True)
+                page.screenshot(path=str(target), full_page=device == "laptop")
                 written.append(target)
             context.close()
     return written

@@ -103,7 +103,9 @@ def _day(
     tentative = union(r.interval for r in stored if r.provisional)
     final_seconds = total(intersect_all(hours, final)).total_seconds()
     provisional_seconds = total(intersect_all(hours, tentative)).total_seconds()
-    percent = int(100 * final_seconds // open_seconds)
+    # Floor, so only complete coverage reads 100 (and float division cannot turn 100 into 99).
+    complete = final_seconds >= open_seconds
+    percent = 100 if complete else min(99, int(100 * final_seconds / open_seconds))
     return DayCoverage(
         day,
         _state(open_seconds, final_seconds, provisional_seconds),

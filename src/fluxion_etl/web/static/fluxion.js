@@ -1,8 +1,9 @@
 // fluxion-etl control centre: small enhancements. Every page works without this file.
-//  - regions marked data-live="on" are refreshed from the server every second while
-//    something runs (the server stops marking them once nothing does);
+//  - regions marked data-live="on" are refreshed from the server while something runs (the
+//    server stops marking them once nothing does), every data-interval ms (default a second);
 //  - the run log filter hides non-matching lines as one types;
-//  - forms with data-confirm ask before they post.
+//  - forms with data-confirm ask before they post;
+//  - wide calendars start scrolled to their newest day (data-scroll="end").
 (function () {
   "use strict";
 
@@ -17,9 +18,16 @@
     return liveRegions().some(function (el) { return el.dataset.live === "on"; });
   }
 
+  function interval() {
+    var wanted = liveRegions()
+      .filter(function (el) { return el.dataset.live === "on"; })
+      .map(function (el) { return parseInt(el.dataset.interval || INTERVAL_MS, 10) || INTERVAL_MS; });
+    return Math.max(500, Math.min.apply(null, wanted));
+  }
+
   function schedule() {
     if (timer === null && anyLive()) {
-      timer = window.setTimeout(refresh, INTERVAL_MS);
+      timer = window.setTimeout(refresh, interval());
     }
   }
 
@@ -70,6 +78,9 @@
     var input = document.getElementById("log-filter");
     if (input) { input.addEventListener("input", applyLogFilter); }
     bindConfirms(document);
+    document.querySelectorAll("[data-scroll='end']").forEach(function (el) {
+      el.scrollLeft = el.scrollWidth;
+    });
     schedule();
   });
 })();

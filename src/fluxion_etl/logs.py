@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -28,6 +29,12 @@ def configure_logging(fmt: str = "auto", *, quiet: bool = False) -> None:
             *rendering,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_current_stderr,
         cache_logger_on_first_use=False,
     )
+
+
+def _current_stderr(*_args: Any) -> structlog.PrintLogger:
+    """A logger on ``sys.stderr`` as it is when the logger is made, not when logging was set up:
+    a command runner or test harness that swaps the stream (and closes its own) is followed."""
+    return structlog.PrintLogger(file=sys.stderr)

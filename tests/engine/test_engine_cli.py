@@ -44,6 +44,7 @@ def _runs(engine: Engine) -> list[ledger.RunRow]:
         return ledger.list_runs(conn)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # process starts: minutes on a saturated shared machine
 @pytest.mark.parametrize("migrated_url", ["sqlite"], indirect=True)
 def test_exit_codes_and_errors_of_the_command(migrated_url: str, tmp_path: Path) -> None:

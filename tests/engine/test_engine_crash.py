@@ -87,6 +87,7 @@ def _lease_run(chain: Chain, job: str, location_id: str) -> int | None:
     return lease.run_id if lease else None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # process starts: minutes on a saturated shared machine
 def test_kill_9_leaves_each_location_old_or_new_and_the_next_run_completes(
     migrated_url: str, tmp_path: Path

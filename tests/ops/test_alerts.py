@@ -18,7 +18,7 @@ from fluxion_etl.config import ChainConfig, parse_config
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.schedules import FireSource
-from fluxion_etl.domain.states import FireOutcome, Job, RunStatus, Trigger
+from fluxion_etl.domain.states import FireOutcome, ItemStatus, Job, RunStatus, Trigger
 from fluxion_etl.errors import AlertDeliveryError, ConfigError
 from fluxion_etl.ops.alerts import AlertEvaluator, open_alerts, recent_alerts
 from fluxion_etl.ops.channels import Message, channels_from_config
@@ -303,6 +303,40 @@ def test_conditions_of_every_kind_open_and_clear(bench: Bench) -> None:
         "[fluxion-etl] RECOVERED: the service (inventory run abandoned, sales missed fire (sales))",
         "[fluxion-etl] RECOVERED: tienda_04 (reconcile mass deletion held)",
     ]
+
+
+def test_a_location_that_failed_on_an_internal_error_is_failing_but_one_left_unstarted_is_not(
+    bench: Bench,
+) -> None:
+    now = bench.clock.now()
+    with bench.engine.begin() as conn:
+        run_id = ledger.create_run(
+            conn, RunRequest(job=Job.SALES, trigger=Trigger.SCHEDULE), now=now
+        ).run_id
+        ledger.claim_run(conn, run_id, owner="x", now=now, deadline_at=now)
+        ledger.create_items(conn, run_id, ["tienda_01", "tienda_02"])
+        ledger.finish_item(
+            conn,
+            run_id,
+            "tienda_01",
+            ItemStatus.FAILED,
+            now=now,
+            error_phase="load",
+            error_message="internal error: KeyError: 'x'",
+        )
+        ledger.finish_item(
+            conn,
+            run_id,
+            "tienda_02",
+            ItemStatus.FAILED,
+            now=now,
+            error_message="service shutting down before this location started",
+        )
+        ledger.finish_run(conn, run_id, RunStatus.FAILED, now=now)
+    bench.evaluate()
+
+    assert bench.channel.subjects == ["[fluxion-etl] ALERT: sales failing at tienda_01"]
+    assert "internal error: KeyError" in bench.channel.sent[0].text
 
 
 def test_one_evaluating_process_of_several(bench: Bench) -> None:

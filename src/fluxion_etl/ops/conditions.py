@@ -8,7 +8,8 @@ reported once however many runs keep it true. Each has a key (kind, job, locatio
 open alert per key until the condition clears.
 
 - ``location_failing`` (job, location): its last attempts failed (sync state counts consecutive
-  failures; a success resets them). This is "a failed or partial run", per location.
+  failures; a success resets them), or its latest attempt in the last hour failed in a way the
+  sync state does not count (an internal error). This is "a failed or partial run", per location.
 - ``stale`` (job, location): SPEC §4.12, judged by ``engine.freshness`` with the real periods.
 - ``gap`` (sales, location): opening hours without final coverage that ended more than
   ``alerts.gap_threshold_minutes`` ago (younger stretches are for the next scheduled run).
@@ -32,12 +33,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select
 
 from fluxion_etl.config import ChainConfig
-from fluxion_etl.domain.states import ErrorCategory, FireOutcome, Job, RunStatus
+from fluxion_etl.domain.states import ErrorCategory, FireOutcome, ItemStatus, Job, RunStatus
 from fluxion_etl.engine import freshness
 from fluxion_etl.ops.gaps import list_gaps, summarize
 from fluxion_etl.settings import Settings
 from fluxion_etl.store import held
-from fluxion_etl.store.schema import fires, runs
+from fluxion_etl.store.schema import fires, run_items, runs
 from fluxion_etl.store.schema import schedules as schedules_table
 from fluxion_etl.store.sync_state import SyncStateRow, all_states
 
@@ -100,6 +101,7 @@ def current_conditions(
     states = all_states(conn)
     return [
         *failing_locations(states, active),
+        *failed_items(conn, active, now=now),
         *stale_locations(states, config, settings, now=now, periods=periods),
         *old_gaps(conn, config, settings, now=now),
         *held_deletions(conn, active),
@@ -133,6 +135,43 @@ def failing_locations(states: Iterable[SyncStateRow], active: set[str]) -> list[
             )
         )
     return out
+
+
+def failed_items(conn: Connection, active: set[str], *, now: datetime) -> list[Condition]:
+    """Locations whose latest attempt in the last hour failed though the sync state does not
+    count it (an internal error is no KLK failure and opens no circuit). Only items that ran
+    (they have an error phase): one a cancel or a shutdown left unstarted is no failure."""
+    query = (
+        select(
+            runs.c.job,
+            run_items.c.location_id,
+            run_items.c.status,
+            run_items.c.error_phase,
+            run_items.c.error_message,
+            run_items.c.run_id,
+        )
+        .join(runs, runs.c.id == run_items.c.run_id)
+        .where(
+            runs.c.finished_at >= now - EVENT_WINDOW,
+            run_items.c.status.in_([ItemStatus.SUCCEEDED.value, ItemStatus.FAILED.value]),
+        )
+        .order_by(run_items.c.finished_at, run_items.c.id)
+    )
+    latest = {(str(row.job), str(row.location_id)): row for row in conn.execute(query)}
+    return [
+        Condition(
+            AlertKind.LOCATION_FAILING,
+            f"{job} failing at {location_id}: run {row.run_id} failed there: "
+            f"{(row.error_message or '')[:300]}",
+            job=job,
+            location_id=location_id,
+            detail={"run_id": int(row.run_id), "phase": row.error_phase},
+        )
+        for (job, location_id), row in latest.items()
+        if row.status == ItemStatus.FAILED.value
+        and row.error_phase is not None
+        and location_id in active
+    ]
 
 
 def stale_locations(

@@ -77,7 +77,8 @@ def _upsert_postgres(
 ) -> tuple[int, int]:
     """COPY into a staging table, then one ``INSERT … SELECT … ON CONFLICT`` counting as it goes.
 
-    Identical lines are filtered out before the insert, so they are not even row-locked.
+    Identical lines are filtered out before the insert, so they are not even row-locked. The cost
+    is per staged line (index probes), never per stored line of the location.
     """
     stage(conn, SALES_STAGE, _field_columns(), lines)
     counts = conn.execute(_postgres_merge(conn), _run_params(location_id, run_id, now)).one()
@@ -98,6 +99,9 @@ def _postgres_merge(conn: Connection) -> Any:
                 WHERE o.location_id = CAST(:location_id AS VARCHAR)
                   AND o.invoice_number = s.invoice_number AND o.line_number = s.line_number
                   AND NOT {differs(conn, "o", "s", VALUE_FIELDS)}
+                -- OFFSET 0 keeps this a per-line probe of the unique index: as a join, stale
+                -- statistics can make the planner scan every stored line of the location.
+                OFFSET 0
             )
             ON CONFLICT ON CONSTRAINT uq_sales_lines_key DO UPDATE SET {assignments}
             WHERE {differs(conn, "t", "EXCLUDED", VALUE_FIELDS)}

@@ -49,6 +49,7 @@ def test_the_overview_goes_from_stale_to_fresh_after_a_sync(page: Any, stack: St
     expect(page.locator("td.cell")).to_have_count(2 * len(LOCATIONS))
     expect(page.locator("td.cell.state-stale")).to_have_count(2 * len(LOCATIONS))
     expect(page.locator("td.cell.state-stale").first).to_contain_text("nunca sincronizada")
+    expect(page.locator(".attention li")).to_have_count(2 * len(LOCATIONS))
     for job in ("inventario", "ventas"):
         page.get_by_role("button", name=f"Sincronizar {job} (todas)").click()
         page.wait_for_url(re.compile(r"/runs/\d+$"))
@@ -58,6 +59,7 @@ def test_the_overview_goes_from_stale_to_fresh_after_a_sync(page: Any, stack: St
     expect(page.locator("td.cell.state-fresh")).to_have_count(2 * len(LOCATIONS))
     expect(page.locator("td.cell.state-stale")).to_have_count(0)
     expect(page.locator("td.cell").first).to_contain_text("Al día")
+    expect(page.locator(".banner-good")).to_contain_text("Todo al día")
 
 
 def test_a_schedule_is_switched_off_and_on(page: Any, stack: Stack, db: Engine) -> None:

@@ -156,6 +156,7 @@ def overview(request: Request, user: Viewer) -> Response:
         "overview.html",
         {
             "rows": rows,
+            "attention": [cell for row in rows for cell in row.cells.values() if cell.needs_action],
             "jobs": JOBS,
             "summary": summary,
             "disabled": [d for d in defined if not d.enabled],

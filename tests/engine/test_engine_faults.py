@@ -21,6 +21,7 @@ from engine_support import (
     assert_inventory_equal_served,
     assert_sales_equal_served,
     coverage_of,
+    http_transport,
     local,
     sales_stamps,
     served_sales,
@@ -253,7 +254,7 @@ class _DayDown(httpx.BaseTransport):
 
     def __init__(self, branch_code: str, day: date) -> None:
         self._markers = (branch_code.encode(), day.isoformat().encode())
-        self._inner = httpx.HTTPTransport()
+        self._inner = http_transport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()

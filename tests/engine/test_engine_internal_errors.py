@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import structlog
-from engine_support import STORES, TODAY, Chain, assert_sales_equal_served
+from engine_support import STORES, TODAY, Chain, assert_sales_equal_served, http_transport
 
 from fluxion_etl.domain.states import ErrorPhase, ItemStatus, Job, RunStatus
 from fluxion_etl.logs import configure_logging
@@ -35,7 +35,7 @@ class _BugInTheStack(httpx.BaseTransport):
 
     def __init__(self, branch_code: str) -> None:
         self._marker = branch_code.encode()
-        self._inner = httpx.HTTPTransport()
+        self._inner = http_transport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self._marker in request.read():

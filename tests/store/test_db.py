@@ -33,7 +33,12 @@ from fluxion_etl.store.db import (
 from fluxion_etl.store.schema import audit_log, metadata
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-TIMEOUTS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+SESSION_SETTINGS = (
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "plan_cache_mode",
+)
 
 
 def test_live_schema_matches_the_declared_metadata(engine: Engine) -> None:
@@ -199,17 +204,12 @@ def test_sqlite_read_only_transactions_do_not_wait_for_a_writer(sqlite_url: str)
     assert elapsed < 2
 
 
-def test_postgres_engine_has_a_bounded_pool_and_server_side_timeouts(pg_url: str) -> None:
+def test_postgres_engine_has_a_bounded_pool_timeouts_and_custom_plans(pg_url: str) -> None:
     engine = create_db_engine(pg_url, pool_size=3)
     try:
         with engine.connect() as conn:
             settings = {
-                name: conn.execute(text(f"SHOW {name}")).scalar_one()
-                for name in (
-                    "statement_timeout",
-                    "lock_timeout",
-                    "idle_in_transaction_session_timeout",
-                )
+                name: conn.execute(text(f"SHOW {name}")).scalar_one() for name in SESSION_SETTINGS
             }
             app = conn.execute(text("SHOW application_name")).scalar_one()
         assert engine.pool.size() == 3  # type: ignore[attr-defined]
@@ -219,6 +219,7 @@ def test_postgres_engine_has_a_bounded_pool_and_server_side_timeouts(pg_url: str
         "statement_timeout": "10min",
         "lock_timeout": "1min",
         "idle_in_transaction_session_timeout": "10min",
+        "plan_cache_mode": "force_custom_plan",
     }
     assert app == "fluxion-etl"
 

@@ -94,7 +94,11 @@ def _postgres_engine(url: str, *, pool_size: int) -> Engine:
     options = (
         f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS} "
         f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} "
-        f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_TIMEOUT_MS} "
+        # psycopg prepares a statement run 5 times; PostgreSQL then may keep one generic plan,
+        # made while a table was small and blind to which location a query names. Data here is
+        # skewed by location and grows fast, so every execution is planned for its values.
+        "-c plan_cache_mode=force_custom_plan"
     )
     return create_engine(
         url,

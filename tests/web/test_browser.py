@@ -227,10 +227,25 @@ def test_the_language_switch_turns_the_pages_english_and_back(page: Any, stack: 
     expect(page.locator("nav.nav")).to_contain_text("Resumen")
 
 
-def test_logging_out_ends_the_session(page: Any, stack: Stack) -> None:
-    page.goto(stack.url + "/")
-    page.click("form[action='/logout'] button")
-    page.wait_for_url(re.compile(r"/login"))
-    expect(page.locator(".flash")).to_contain_text("Sesión cerrada.")
-    page.goto(stack.url + "/runs")
-    assert page.url.startswith(stack.url + "/login?next=")
+def test_logging_in_leads_back_to_the_page_asked_for_and_logging_out_ends_it(
+    browser: Any, stack: Stack
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(stack.url + "/runs?job=sales")
+        assert page.url == stack.url + "/login?next=%2Fruns%3Fjob%3Dsales"
+        page.fill("#token", "flx_not-a-token")
+        page.click("form[action='/login'] button")
+        expect(page.locator(".flash-error")).to_contain_text("no existe o fue revocado")
+        page.fill("#token", stack.token)
+        page.click("form[action='/login'] button")
+        page.wait_for_url(stack.url + "/runs?job=sales")
+        expect(page.locator(".who")).to_have_text("ops.admin")
+        page.click("form[action='/logout'] button")
+        page.wait_for_url(re.compile(r"/login"))
+        expect(page.locator(".flash")).to_contain_text("Sesión cerrada.")
+        page.goto(stack.url + "/runs")
+        assert page.url.startswith(stack.url + "/login?next=")
+    finally:
+        context.close()

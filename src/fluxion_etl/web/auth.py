@@ -26,6 +26,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,13 +46,14 @@ FLASH_SECONDS = 120
 class Signer:
     """``base64(json).base64(hmac)``; ``loads`` refuses a wrong purpose or an old value."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, seconds: Callable[[], float] = time.time) -> None:
         if len(key) < 16:
             raise ValueError("a session key needs at least 16 bytes")
-        self._key = key
+        self._key, self._seconds = key, seconds
 
     def dumps(self, purpose: str, data: dict[str, Any]) -> str:
-        payload = json.dumps({**data, "p": purpose, "iat": time.time()}, separators=(",", ":"))
+        issued = self._seconds()
+        payload = json.dumps({**data, "p": purpose, "iat": issued}, separators=(",", ":"))
         body = _b64(payload.encode())
         return f"{body}.{self._mac(body)}"
 
@@ -68,7 +70,7 @@ class Signer:
         if not isinstance(data, dict) or data.get("p") != purpose:
             return None
         issued = data.get("iat")
-        if not isinstance(issued, int | float) or not 0 <= time.time() - issued <= max_age:
+        if not isinstance(issued, int | float) or not 0 <= self._seconds() - issued <= max_age:
             return None
         return data
 

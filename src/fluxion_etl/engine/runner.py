@@ -130,7 +130,12 @@ def _process_location(ctx: LocationContext, run: RunRow) -> tuple[ItemStatus, li
     with structlog.contextvars.bound_contextvars(
         run_id=run.id, job=ctx.job.value, location_id=ctx.location.id
     ):
-        return _process_location_bound(ctx, run)
+        try:
+            return _process_location_bound(ctx, run)
+        except SQLAlchemyError as exc:  # before the lease: circuit check, acquire, busy skip
+            failure = LocationFailure(ErrorCategory.DATABASE, ErrorPhase.EXTRACT, _short(exc))
+            _record_failure(ctx, failure)
+            return ItemStatus.FAILED, []
 
 
 def _process_location_bound(

@@ -160,8 +160,10 @@ def summarise(report: dict[str, Any]) -> dict[str, float]:
     """Wall, rows and phase times of a cycle (phases summed over jobs and locations)."""
     out = {"wall_s": 0.0, "rows": 0.0, "extract_s": 0.0, "decode_s": 0.0, "load_s": 0.0}
     out["bookkeeping_s"] = 0.0
+    out["cpu_s"] = 0.0
     for job in report["jobs"]:
         out["wall_s"] += job["wall_s"]
+        out["cpu_s"] += job.get("cpu_s", 0.0)
         out["rows"] += job["fetched"]
         for phase in ("extract_s", "decode_s", "load_s"):
             out[phase] += job[phase]
@@ -237,6 +239,7 @@ class CycleReport:
             ("Σ decode", "decode_s", "s"), ("Σ load (transform + database)", "load_s", "s"),
             ("Σ bookkeeping", "bookkeeping_s", "s"),
             ("(extract + decode + bookkeeping) / load", "not_load_over_load", "x"),
+            ("ETL process CPU (all threads)", "cpu_s", "s"),
             ("ETL peak memory", "peak_rss_mb", "mb"),
         ]  # fmt: skip
         rows = [[label, *(_fmt(c.get(key, 0.0), kind) for c in self.cycles.values())]

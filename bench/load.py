@@ -146,6 +146,7 @@ class Contender:
     sales: Loader | None
     reset: Callable[[], None]
     teardown: Callable[[], None] = lambda: None
+    repeats: int = REPEATS  # at most; dlt takes minutes per phase, once is enough for its ratio
 
 
 def _ours(url: str, data: Data) -> tuple[Loader, Loader]:
@@ -237,7 +238,7 @@ class _DltState:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fluxion-dlt-")))
 
 
-def _dlt(dsn: str, data: Data) -> Contender:
+def _dlt(dsn: str, data: Data, repeats: int) -> Contender:
     state = _DltState()
 
     def current() -> peers.DltMerge:
@@ -258,10 +259,13 @@ def _dlt(dsn: str, data: Data) -> Contender:
         lambda phase: peers.dlt_sales(current(), data.sales_rows(phase), NOW),
         reset,
         lambda: shutil.rmtree(state.workdir, ignore_errors=True),
+        repeats,
     )
 
 
-def postgres_contenders(url: str, data: Data, *, with_dlt: bool) -> list[Contender]:
+def postgres_contenders(
+    url: str, data: Data, *, with_dlt: bool, dlt_repeats: int = REPEATS
+) -> list[Contender]:
     dsn = plain_dsn(url)
 
     def reset() -> None:
@@ -280,7 +284,7 @@ def postgres_contenders(url: str, data: Data, *, with_dlt: bool) -> list[Contend
         Contender("executemany upsert", *_executemany_pg(dsn, data), reset),
     ]
     if with_dlt:
-        contenders.append(_dlt(dsn, data))
+        contenders.append(_dlt(dsn, data, dlt_repeats))
     return contenders
 
 
@@ -320,11 +324,11 @@ def measure(
     targets: Sequence[str] = ("inventory", "sales"),
 ) -> Results:
     results: Results = defaultdict(list)
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for target in targets:
             for contender in contenders:
                 load = getattr(contender, target)
-                if load is None:
+                if load is None or repeat >= contender.repeats:
                     continue
                 contender.reset()
                 for phase in PHASES:
@@ -421,6 +425,7 @@ def run(
     repeats: int = REPEATS,
     with_dlt: bool = True,
     targets: Sequence[str] = ("inventory", "sales"),
+    dlt_repeats: int = REPEATS,
 ) -> Report:
     scale = SCALES[scale_name]
     data = generate(scale)
@@ -431,7 +436,9 @@ def run(
         if dialect == "postgresql":
             with bench_database("load") as url:
                 migrate(url)
-                contenders = postgres_contenders(url, data, with_dlt=with_dlt)
+                contenders = postgres_contenders(
+                    url, data, with_dlt=with_dlt, dlt_repeats=dlt_repeats
+                )
                 report.results[dialect] = measure(contenders, url, repeats, targets)
         else:
             with tempfile.TemporaryDirectory(prefix="fluxion-bench-") as tmp:
@@ -453,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--no-dlt", action="store_true", help="leave dlt out (it is slow)")
     parser.add_argument("--targets", default="inventory,sales", help="comma-separated")
+    parser.add_argument("--dlt-repeats", type=int, default=1, help="dlt is slow: fewer repeats")
     args = parser.parse_args(argv)
     report = run(
         args.scale,
@@ -460,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         args.repeats,
         with_dlt=not args.no_dlt,
         targets=args.targets.split(","),
+        dlt_repeats=args.dlt_repeats,
     )
     print(report.markdown())
     return report

@@ -54,9 +54,11 @@ def stage(
     records: Sequence[Any],
     *,
     key: Sequence[str] = (),
+    leading: Sequence[Any] = (),
 ) -> None:
     """Fill the temporary table ``name`` (created on first use, emptied first) from ``records``,
-    objects with an attribute named like each column.
+    objects with an attribute named like each column; the first ``len(leading)`` columns take
+    the values ``leading`` in every row instead.
 
     The table lives for the session; PostgreSQL empties it at commit (``ON COMMIT DELETE ROWS``) so
     staged data never outlives the caller's transaction. Three statements, however many rows.
@@ -64,13 +66,18 @@ def stage(
     _create_stage(conn, name, columns, key)
     if not records:
         return
-    names = [c.name for c in columns]
+    names = [c.name for c in columns[len(leading) :]]
     if is_postgres(conn):
-        copy_rows(conn, name, columns, rows_of(records, names))
+        rows = rows_of(records, names)
+        if leading:
+            rows = ((*leading, *row) for row in rows)
+        copy_rows(conn, name, columns, rows)
     else:
-        placeholders = ", ".join("?" for _ in names)
-        insert = f"INSERT INTO temp.{name} ({column_list(names)}) VALUES ({placeholders})"  # noqa: S608 - identifiers are our own constants; values are bound
-        conn.exec_driver_sql(insert, sqlite_rows(columns, columns_of(records, names)))
+        all_names = column_list(c.name for c in columns)
+        placeholders = ", ".join("?" for _ in columns)
+        insert = f"INSERT INTO temp.{name} ({all_names}) VALUES ({placeholders})"  # noqa: S608 - identifiers are our own constants; values are bound
+        encoded = sqlite_rows(columns[len(leading) :], columns_of(records, names), before=leading)
+        conn.exec_driver_sql(insert, encoded)
 
 
 def _create_stage(

@@ -80,27 +80,51 @@ def _upsert_postgres(
     Identical lines are filtered out before the insert, so they are not even row-locked. The cost
     is per staged line (index probes), never per stored line of the location.
     """
-    stage(conn, SALES_STAGE, _field_columns(), lines)
-    counts = conn.execute(_postgres_merge(conn), _run_params(location_id, run_id, now)).one()
+    columns = [sales_lines.c.location_id, *_field_columns()]
+    stage(conn, SALES_STAGE, columns, lines, leading=(location_id,))
+    _ensure_statistics(conn)
+    counts = conn.execute(_postgres_merge(conn), {"run_id": run_id, "now": now}).one()
     return int(counts.inserted), int(counts.updated)
 
 
+def _ensure_statistics(conn: Connection) -> None:
+    """Analyze ``sales_lines`` while it has no statistics (a fresh database), once it has rows.
+
+    Without statistics PostgreSQL guesses row counts from column widths and rates the indexes
+    alike; autovacuum would fix that only a minute or more later, mid-backfill.
+    """
+    if conn.exec_driver_sql(_NO_STATISTICS).scalar_one():
+        conn.exec_driver_sql("ANALYZE sales_lines")
+
+
+_NO_STATISTICS = "SELECT reltuples <= 0 FROM pg_class WHERE oid = 'sales_lines'::regclass"
+
+
 def _postgres_merge(conn: Connection) -> Any:
+    """The staged lines that are new or changed, inserted or updated, counted as they go.
+
+    The probe for an identical stored line must stay a lookup of one key, whatever the planner
+    believes: three indexes start with ``location_id``, and picking the wrong one scans all the
+    location's lines for every staged line. So the probe names the location through the staged
+    column (planned for "some location", not one the statistics have not seen yet), also matches
+    ``sold_at`` (the other index then finds one invoice's lines), runs per line (``OFFSET 0``:
+    a subplan, never a join over the location), and the table has statistics (see
+    ``_ensure_statistics``).
+    """
     assignments = ", ".join(f"{n} = EXCLUDED.{n}" for n in (*VALUE_FIELDS, "loaded_at", "run_id"))
+    staged = column_list(("location_id", *SALES_FIELDS), "s")
     sql = f"""
         WITH upserted AS (
             INSERT INTO sales_lines AS t
                 (location_id, {column_list(SALES_FIELDS)}, loaded_at, run_id)
-            SELECT CAST(:location_id AS VARCHAR), {column_list(SALES_FIELDS, "s")}, :now,
-                   CAST(:run_id AS BIGINT)
+            SELECT {staged}, :now, CAST(:run_id AS BIGINT)
             FROM {SALES_STAGE} AS s
             WHERE NOT EXISTS (
                 SELECT 1 FROM sales_lines AS o
-                WHERE o.location_id = CAST(:location_id AS VARCHAR)
+                WHERE o.location_id = s.location_id
                   AND o.invoice_number = s.invoice_number AND o.line_number = s.line_number
+                  AND o.sold_at = s.sold_at
                   AND NOT {differs(conn, "o", "s", VALUE_FIELDS)}
-                -- OFFSET 0 keeps this a per-line probe of the unique index: as a join, stale
-                -- statistics can make the planner scan every stored line of the location.
                 OFFSET 0
             )
             ON CONFLICT ON CONSTRAINT uq_sales_lines_key DO UPDATE SET {assignments}
@@ -145,10 +169,6 @@ def _sqlite_upsert(conn: Connection) -> str:
         ON CONFLICT (location_id, invoice_number, line_number) DO UPDATE SET {assignments}
         WHERE {differs(conn, "sales_lines", "excluded", VALUE_FIELDS)}
     """  # noqa: S608 - identifiers are our own constants; values are bound
-
-
-def _run_params(location_id: str, run_id: int | None, now: datetime) -> dict[str, Any]:
-    return {"location_id": location_id, "run_id": run_id, "now": now}
 
 
 def delete_missing_sales(

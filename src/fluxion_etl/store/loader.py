@@ -28,7 +28,8 @@ from fluxion_etl.store.inventory_loader import (
     upsert_products,
 )
 from fluxion_etl.store.sales_loader import LoadResult, delete_missing_sales, load_sales
-from fluxion_etl.store.schema import inventory_history, locations
+from fluxion_etl.store.schema import inventory_history
+from fluxion_etl.store.schema import locations as locations_table
 
 __all__ = [
     "InventoryResult",
@@ -45,14 +46,14 @@ __all__ = [
 ]
 
 
-def upsert_locations(conn: Connection, configured: Sequence[Location], now: datetime) -> int:
+def upsert_locations(conn: Connection, locations: Sequence[Location], now: datetime) -> int:
     """Mirror the configured locations into ``locations``; returns how many rows were written.
 
     Unchanged rows are left alone; a location no longer configured is kept (sales and stock refer
     to it) but marked inactive.
     """
-    stored = {row["id"]: row for row in conn.execute(select(locations)).mappings()}
-    wanted = {loc.id: _location_row(loc) for loc in configured}
+    stored = {row["id"]: row for row in conn.execute(select(locations_table)).mappings()}
+    wanted = {loc.id: _location_row(loc) for loc in locations}
     new = [row | {"updated_at": now} for id_, row in wanted.items() if id_ not in stored]
     changed = [
         row | {"updated_at": now}
@@ -61,12 +62,14 @@ def upsert_locations(conn: Connection, configured: Sequence[Location], now: date
     ]
     gone = [id_ for id_, row in stored.items() if id_ not in wanted and row["active"]]
     if new:  # a concurrent mirror may have inserted the same row first: then it is there
-        conn.execute(insert_for(conn, locations).on_conflict_do_nothing(), new)
+        conn.execute(insert_for(conn, locations_table).on_conflict_do_nothing(), new)
     if changed:
         conn.execute(_update_location(), [{"b_" + k: v for k, v in r.items()} for r in changed])
     if gone:
         conn.execute(
-            update(locations).where(locations.c.id.in_(gone)).values(active=False, updated_at=now)
+            update(locations_table)
+            .where(locations_table.c.id.in_(gone))
+            .values(active=False, updated_at=now)
         )
     return len(new) + len(changed) + len(gone)
 
@@ -87,10 +90,10 @@ def _location_row(location: Location) -> dict[str, Any]:
 
 
 def _update_location() -> Any:
-    columns = [c.name for c in locations.columns if c.name != "id"]
+    columns = [c.name for c in locations_table.columns if c.name != "id"]
     return (
-        update(locations)
-        .where(locations.c.id == bindparam("b_id"))
+        update(locations_table)
+        .where(locations_table.c.id == bindparam("b_id"))
         .values({name: bindparam("b_" + name) for name in columns})
     )
 

@@ -2,8 +2,9 @@
 
 Every loader follows one shape whatever the number of rows: stage the batch in a temporary table
 (PostgreSQL: ``COPY``; SQLite: one ``executemany``), then change the real tables with a handful of
-set-based statements that compare staged and stored rows in the database. The number of statements
-is therefore constant, and rows that did not change are never written.
+set-based statements that compare staged and stored rows in the database. (SQLite sales skip the
+stage: one ``executemany`` of an upsert that skips identical rows is faster there.) The number of
+statements is therefore constant, and rows that did not change are never written.
 
 Rows go to the driver as plain tuples, not through SQLAlchemy's per-row type processing: at 200,000
 lines that processing costs more than the database work. The encodings here are exactly those of

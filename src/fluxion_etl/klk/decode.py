@@ -11,7 +11,7 @@ binary float), so ``2.675`` stays ``2.675``. KLK's field names appear only here 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -32,9 +32,10 @@ from fluxion_etl.errors import (
     KlkError,
     KlkErrorBodyError,
 )
-from fluxion_etl.klk import wire
+from fluxion_etl.klk import limits, wire
 
 _T = TypeVar("_T")
+_W = TypeVar("_W", bound=msgspec.Struct)
 
 # --- public decoders -----------------------------------------------------------------------------
 
@@ -97,6 +98,13 @@ def _catalogue(body: bytes, warehouse_code: str, call: str) -> Catalogue:
     for index, row in enumerate(rows):
         item = _article(row, f"$.articulos[{index}]", check=check, texts=texts)
         items.setdefault(item.sku, item)
+    limits.check_widths(
+        list(items.values()),
+        limits.CATALOGUE_WIDTHS,
+        locate=lambda item: _row_path(
+            rows, "$.articulos", lambda row: wire.optional_text(row.sku) == item.sku
+        ),
+    )
     return Catalogue(
         warehouse_code=warehouse_code,
         items=tuple(items.values()),
@@ -166,6 +174,16 @@ def _sales(body: bytes, warehouse_code: str, zone: ZoneInfo, call: str) -> Sales
                 "(KLK merged warehouses)",
             )
         lines.setdefault(line.key, line)
+    limits.check_widths(
+        list(lines.values()),
+        limits.SALES_WIDTHS,
+        locate=lambda line: _row_path(
+            rows,
+            "$.ventas",
+            lambda row: (wire.optional_text(row.numero_factura), row.linea) == line.key,
+        ),
+        longest_seen=limits.longest(texts.values()),  # every text of a sales line is memoised
+    )
     return SalesBatch(
         warehouse_code=warehouse_code,
         lines=tuple(lines.values()),
@@ -174,6 +192,12 @@ def _sales(body: bytes, warehouse_code: str, zone: ZoneInfo, call: str) -> Sales
         generated_at=_generated_at(meta.fecha_generacion, zone),
         extra=_echoed_filters(top),
     )
+
+
+def _row_path(rows: Sequence[_W], at: str, matches: Callable[[_W], bool]) -> str:
+    """The JSONPath of the first row ``matches`` (only built for an error)."""
+    index = next((i for i, row in enumerate(rows) if matches(row)), None)
+    return at if index is None else f"{at}[{index}]"
 
 
 def _sales_numbers_plausible(rows: Sequence[wire.Sale]) -> bool:

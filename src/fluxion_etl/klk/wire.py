@@ -33,7 +33,8 @@ MAX_LINE_NUMBER = 2**31 - 1
 
 _T = TypeVar("_T")
 
-_HORA = re.compile(r"(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?")
+# ASCII: ``\d`` would also take other scripts' digits ("１２:００:００" is not a KLK time).
+_HORA = re.compile(r"(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?", re.ASCII)
 _TRUE_FLAGS = frozenset({"S", "SI", "Y", "YES", "1", "TRUE"})
 _FALSE_FLAGS = frozenset({"", "N", "NO", "0", "FALSE"})
 

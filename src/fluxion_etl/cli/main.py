@@ -12,7 +12,7 @@ import typer
 
 from fluxion_etl.errors import BadInputError, ConfigError, FluxionError, SchemaNotReadyError
 
-COMMAND_MODULES = ("sim", "db", "run", "service", "schedules", "ops", "gaps", "aws")
+COMMAND_MODULES = ("sim", "db", "run", "service", "schedules", "ops", "gaps", "aws", "soak")
 
 app = typer.Typer(
     name="fluxion-etl",

@@ -1,8 +1,9 @@
 """Clocks. Everything that reads the time takes a Clock, so tests and the soak control it.
 
 A clock spec string lets several processes share one simulated time:
-``system`` or ``scaled:2026-01-05T10:00:00+00:00@1767607200.0x60`` (simulated start, the real
-epoch second it corresponds to, speed factor).
+``system``, ``scaled:2026-01-05T10:00:00+00:00@1767607200.0x60`` (simulated start, the real
+epoch second it corresponds to, speed factor), or ``file:60:/path/to/clock`` (a FileClock: the
+simulated time another process publishes in that file, nominally 60 times real time).
 """
 
 from __future__ import annotations
@@ -53,6 +54,34 @@ class ScaledClock:
         return f"scaled:{self.start.isoformat()}@{self.anchor!r}x{self.speed!r}"
 
 
+class FileClock:
+    """Simulated time that one process publishes in a file and every other process reads.
+
+    The publisher (the soak's timekeeper) writes the instant as POSIX seconds and replaces the file
+    atomically; it may slow the time down or pause it, so a loaded machine never falls behind the
+    simulated time its runs are judged by. ``speed`` is the nominal pace: ``sleep`` waits
+    ``seconds / speed`` real seconds, as a ScaledClock does. Time read never goes backwards.
+    """
+
+    def __init__(self, path: str, speed: float = 1.0) -> None:
+        self.path, self.speed = path, speed
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with open(self.path, "rb") as published:
+            value = float(published.read())
+        with self._lock:
+            self._last = max(self._last, value)
+            return datetime.fromtimestamp(self._last, UTC)
+
+    def sleep(self, seconds: float) -> None:
+        _time.sleep(max(0.0, seconds) / self.speed)
+
+    def spec(self) -> str:
+        return f"file:{self.speed!r}:{self.path}"
+
+
 class ManualClock:
     """A clock that moves only when told to; ``sleep`` advances it (for single-threaded tests)."""
 
@@ -93,4 +122,10 @@ def clock_from_spec(spec: str | None) -> Clock:
             float(speed_text or 1),
             float(anchor_text) if anchor_text else None,
         )
-    raise ValueError(f"unknown clock spec {spec!r}: use 'system' or 'scaled:START@EPOCHxSPEED'")
+    if spec.startswith("file:"):
+        speed_text, _, path = spec.removeprefix("file:").partition(":")
+        return FileClock(path, float(speed_text))
+    raise ValueError(
+        f"unknown clock spec {spec!r}: use 'system', 'scaled:START@EPOCHxSPEED' or "
+        "'file:SPEED:PATH'"
+    )

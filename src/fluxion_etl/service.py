@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from fluxion_etl.api.app import create_app
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.config import ChainConfig
-from fluxion_etl.domain.clock import Clock
+from fluxion_etl.domain.clock import Clock, real_seconds
 from fluxion_etl.domain.schedules import upcoming_fires
 from fluxion_etl.domain.states import Job, RunStatus
 from fluxion_etl.engine.runtime import Runtime
@@ -187,7 +187,7 @@ class Service:
         log.info("seeded", locations=len(self.rt.config.locations), schedules=str(report))
 
     def _maintain(self) -> None:
-        interval = MAINTENANCE_SECONDS / getattr(self.rt.clock, "speed", 1.0)
+        interval = real_seconds(MAINTENANCE_SECONDS, self.rt.clock)
         while not self._stop.wait(interval):
             try:
                 self.maintain_once()

@@ -129,3 +129,12 @@ def clock_from_spec(spec: str | None) -> Clock:
         f"unknown clock spec {spec!r}: use 'system', 'scaled:START@EPOCHxSPEED' or "
         "'file:SPEED:PATH'"
     )
+
+
+def real_seconds(
+    clock_seconds: float, clock: Clock, *, floor: float = 0.05, cap: float = 60.0
+) -> float:
+    """How long to wait in real time for ``clock_seconds`` of ``clock``'s time to pass, kept within
+    [floor, cap] so a very fast clock does not spin and a nearly frozen one still wakes up."""
+    speed = float(getattr(clock, "speed", 1.0) or 1.0)
+    return min(cap, max(floor, clock_seconds / speed))

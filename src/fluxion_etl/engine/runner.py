@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
+from fluxion_etl.domain.clock import real_seconds
 from fluxion_etl.domain.records import CatalogueItem, Location
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase, ItemStatus, Job, RunStatus
 from fluxion_etl.domain.windows import backfill_days
@@ -379,7 +380,7 @@ class _Heartbeat:
 
     def _loop(self) -> None:
         # Leases are judged on the run's clock: a scaled (simulated) clock beats faster.
-        interval = self._rt.settings.heartbeat_seconds / getattr(self._rt.clock, "speed", 1.0)
+        interval = real_seconds(self._rt.settings.heartbeat_seconds, self._rt.clock)
         while not self._stop.wait(interval):
             self.beat()
 

@@ -1,17 +1,22 @@
 """Fixtures of the reliability tests: the engine tests' small simulated chain (three stores and a
-distribution centre served over loopback, one manual clock), on a database of each dialect."""
+distribution centre served over loopback, one manual clock), on a database of each dialect; and
+the API tests' app over a fresh SQLite copy with a token per scope."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from api_support import Api, build_api
 from engine_support import NOW, Chain, build_world, chain_config, fast_settings
 from sqlalchemy import Engine
 
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.sim.faults import FaultPlan
 from fluxion_etl.sim.server import running_simulator
+from fluxion_etl.store.db import create_db_engine
 
 
 @pytest.fixture
@@ -33,3 +38,13 @@ def chain(engine: Engine) -> Iterator[Chain]:
             yield built
         finally:
             built.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path, _migrated_templates: dict[str, str]) -> Iterator[Api]:
+    shutil.copyfile(_migrated_templates["sqlite"], tmp_path / "api.db")
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    try:
+        yield from build_api(engine)
+    finally:
+        engine.dispose()

@@ -22,6 +22,7 @@ from fluxion_etl import __version__
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.limits import BodySizeLimit
 from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
+from fluxion_etl.api.security import BearerRequired
 from fluxion_etl.errors import BadInputError, SchemaNotReadyError
 from fluxion_etl.settings import Settings
 from fluxion_etl.web.routes import mount_web
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, services: ServiceContext) -> FastAPI:
         description=DESCRIPTION,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BearerRequired)  # outermost: no token, nothing read
     app.state.services = services
     app.state.settings = settings
     for module in (health, sync, runs, locations, gaps, metrics):

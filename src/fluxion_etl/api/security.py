@@ -2,6 +2,11 @@
 
 401 without a (valid, unrevoked) token, 403 with a token whose scope is too small. Answers never
 echo the presented token. The token's name is what runs and the audit trail record as the actor.
+
+``BearerRequired`` answers 401 to a request for an API route that carries no bearer token shaped
+like ours before the app routes it or reads its body, so that without a token the answer is 401
+whatever the method or body (not a 405 or a 422 that the routes' own checks would give first).
+``/metrics`` also takes the scrape-only token, which may have any shape: there any bearer passes.
 """
 
 from __future__ import annotations
@@ -9,13 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.store import tokens
 from fluxion_etl.store.tokens import Scope
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fluxion-etl"'}
+MISSING_CREDENTIALS = (
+    "a bearer token is required: send 'Authorization: Bearer <token>' "
+    "(create one with `fluxion-etl token create --scope SCOPE --name NAME`)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +43,7 @@ def authenticate(
     services: ServiceContext, credentials: HTTPAuthorizationCredentials | None
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "a bearer token is required: send 'Authorization: Bearer <token>' "
-            "(create one with `fluxion-etl token create --scope SCOPE --name NAME`)",
-            headers=CHALLENGE,
-        )
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, MISSING_CREDENTIALS, headers=CHALLENGE)
     with services.read_engine.connect() as conn:
         info = tokens.verify_token(conn, credentials.credentials)
     if info is None:
@@ -59,3 +67,37 @@ def authorize(caller: Caller, needed: Scope) -> Caller:
             f"token '{caller.name}' has '{caller.scope.value}'",
         )
     return caller
+
+
+def needs_token(path: str) -> bool:
+    """The API's work routes; health checks, docs, metrics and the control centre are not."""
+    return path.startswith("/api/")
+
+
+class BearerRequired:
+    """ASGI middleware: 401 for an API route requested without a token (see the module doc)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _presents_token(scope):
+            answer = {
+                "success": False,
+                "message": MISSING_CREDENTIALS,
+                "detail": MISSING_CREDENTIALS,
+            }
+            await JSONResponse(answer, status_code=401, headers=CHALLENGE)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _presents_token(scope: AsgiScope) -> bool:
+    path = scope["path"]
+    if not needs_token(path) and path != "/metrics":
+        return True
+    scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not credentials:
+        return False
+    return path == "/metrics" or tokens.is_well_formed(credentials)

@@ -26,6 +26,7 @@ from fluxion_etl.store.schema import api_tokens
 TOKEN_PREFIX = "flx_"  # noqa: S105 - a public marker, not a secret
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:\-]{0,99}$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_SECRET_LENGTH = 200
 
 
 class Scope(StrEnum):
@@ -69,6 +70,11 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def is_well_formed(secret: str) -> bool:
+    """Shaped like a token of ours (a cheap check before any lookup)."""
+    return secret.startswith(TOKEN_PREFIX) and len(secret) <= MAX_SECRET_LENGTH
+
+
 def new_secret() -> str:
     """A random token with a recognisable prefix (secret scanners and people can spot it)."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -110,7 +116,7 @@ def create_token(conn: Connection, *, name: str, scope: Scope, now: datetime) ->
 
 def verify_token(conn: Connection, secret: str) -> TokenInfo | None:
     """The active token ``secret`` belongs to, or None (unknown, malformed or revoked)."""
-    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+    if not is_well_formed(secret):
         return None
     digest = hash_token(secret)
     query = select(api_tokens).where(api_tokens.c.token_hash == digest)

@@ -113,6 +113,15 @@ class PgCluster:
             self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def dump(self, target: Path, database: str = DATABASE) -> bool:
+        """``pg_dump -Fc`` of the soak database (restore it with ``pg_restore`` to look closer)."""
+        result = subprocess.run(  # noqa: S603 - a fixed program, our own arguments
+            [str(self.bindir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port),
+             "-U", "postgres", "-Fc", "-f", str(target), database],
+            capture_output=True, timeout=300, check=False,
+        )  # fmt: skip
+        return result.returncode == 0
+
     def admin_engine(self, database: str = "postgres") -> Engine:
         return create_engine(
             self.url(database),

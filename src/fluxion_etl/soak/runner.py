@@ -97,6 +97,9 @@ def run_soak(options: SoakOptions, say: Say = print) -> int:
         )
         print_summary(summary, say)
         stack.keep_workdir = bool(findings.violations)
+        if stack.keep_workdir or options.keep:
+            dumped = stack.cluster.dump(stack.workdir / "soak.dump")
+            say(f"database   {'soak.dump (pg_restore it)' if dumped else 'pg_dump failed'}")
         return 1 if findings.violations else 0
 
 

@@ -95,6 +95,7 @@ def service_env(
         "FLUXION_KLK_RETRY_INITIAL_WAIT": "0.2",
         "FLUXION_KLK_RETRY_MAX_WAIT": "1",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONFAULTHANDLER": "1",  # a process that crashes in C code leaves its Python stacks
     }
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from fluxion_etl.domain.clock import FileClock, clock_from_spec
+from fluxion_etl.sim.faults import parse_faults
 from fluxion_etl.soak.check_data import _chain_problem
 from fluxion_etl.soak.modes import FAULTS_FROM, FAULTS_UNTIL, LONG, SHORT, local
 from fluxion_etl.soak.plan import OUTAGES, ActionKind, KlkKind, draw_plan
 from fluxion_etl.soak.timekeeper import CRAWL, Backlog, Timekeeper, pace_for
 from fluxion_etl.soak.verdict import EXAMPLES, Findings
-from fluxion_etl.sim.faults import parse_faults
 
 
 @pytest.mark.parametrize("seed", [1, 7, 2026])
@@ -55,7 +55,8 @@ def test_the_long_mode_spreads_extra_faults_over_thirty_days() -> None:
     plan = draw_plan(LONG, 3, hang_seconds=9)
     days = {a.at.date() for a in plan.actions} | {f.since.date() for f in plan.klk}
     assert len(days) > 20
-    assert len(plan.klk) > len(KlkKind) and len(plan.actions) > len(ActionKind)
+    assert len(plan.klk) > len(KlkKind)
+    assert len(plan.actions) > len(ActionKind)
 
 
 def test_the_clock_runs_at_full_speed_only_while_the_service_keeps_up() -> None:
@@ -119,7 +120,8 @@ def test_history_must_be_one_row_per_real_change(
     if problem is None:
         assert found is None
     else:
-        assert found is not None and problem in found
+        assert found is not None
+        assert problem in found
 
 
 def test_findings_name_the_invariant_and_cap_the_examples() -> None:

@@ -12,10 +12,20 @@ from datetime import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
+from fluxion_etl.domain.cron import validate_cron
 from fluxion_etl.domain.records import (
     Location,
     LocationKind,
@@ -24,13 +34,21 @@ from fluxion_etl.domain.records import (
     Warehouse,
     WarehouseRole,
 )
-from fluxion_etl.errors import ConfigError
+from fluxion_etl.domain.schedules import ActiveHours
+from fluxion_etl.errors import BadInputError, ConfigError, CronError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SPAN = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _ID = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ADDRESS = r"^[^@\s]+@[^@\s]+$"
 DEFAULT_TIMEZONE = "America/Caracas"
+PATTERN_HINTS = {
+    _ID: "use 1-64 lower-case letters, digits, _ and -, starting with a letter or digit",
+    _ENV_NAME: "name an environment variable (letters, digits and _), e.g. SMTP_PASSWORD",
+    _ADDRESS: "must be an email address, e.g. ops@example.com",
+}
 
 
 def _check_zone(value: str) -> str:
@@ -41,7 +59,26 @@ def _check_zone(value: str) -> str:
     return value
 
 
+def _check_http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host, e.g. https://hooks.example.com/T0/B0")
+    return value
+
+
+def _check_cron(value: str) -> str:
+    try:
+        validate_cron(value)
+    except CronError as exc:
+        raise ValueError(exc.reason) from None
+    return value
+
+
 class _Strict(BaseModel):
+    """Unknown keys are refused; booleans and integers must be TOML's own (``"yes"`` is no bool)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -59,7 +96,7 @@ class LocationModel(_Strict):
     warehouses: Annotated[list[WarehouseModel], Field(min_length=1)]
     timezone: str = DEFAULT_TIMEZONE
     opening_hours: dict[str, str] = Field(default_factory=lambda: {"default": "07:00-21:00"})
-    active: bool = True
+    active: StrictBool = True
     region: str | None = None
 
     _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
@@ -77,42 +114,57 @@ class LocationModel(_Strict):
 class ActiveHoursModel(_Strict):
     start: time
     end: time
-    weekdays: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+    weekdays: Annotated[list[Weekday], Field(min_length=1)] = Field(
+        default_factory=lambda: list(WEEKDAYS)
+    )
 
 
 class ScheduleModel(_Strict):
     name: Annotated[str, Field(pattern=_ID)]
     job: Literal["inventory", "sales", "reconcile"]
-    cron: Annotated[str, Field(min_length=9)]
+    cron: str
     timezone: str = DEFAULT_TIMEZONE
-    enabled: bool = True
-    locations: list[str] | None = None
+    enabled: StrictBool = True
+    locations: Annotated[list[str], Field(min_length=1)] | None = None
     active_hours: ActiveHoursModel | None = None
-    retry_attempts: Annotated[int, Field(ge=0, le=185)] = 2
-    max_event_age_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
+    retry_attempts: Annotated[StrictInt, Field(ge=0, le=185)] = 2
+    max_event_age_seconds: Annotated[StrictInt, Field(ge=60, le=86400)] = 3600
     catch_up: Literal["latest", "all", "none"] = "latest"
 
     _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
+    _cron = field_validator("cron")(classmethod(lambda cls, v: _check_cron(v)))
 
 
 class AlertChannelModel(_Strict):
     kind: Literal["smtp", "webhook"]
     url: str | None = None
-    host: str | None = None
-    port: int | None = None
-    sender: str | None = None
-    recipients: list[str] = Field(default_factory=list)
-    password_env: str | None = None
+    host: Annotated[str, Field(min_length=1)] | None = None
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = None
+    sender: Annotated[str, Field(pattern=_ADDRESS)] | None = None
+    recipients: list[Annotated[str, Field(pattern=_ADDRESS)]] = Field(default_factory=list)
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
     username: str | None = None
-    starttls: bool = False
+    starttls: StrictBool = False
+
+    _url = field_validator("url")(classmethod(lambda cls, v: _check_http_url(v)))
+
+
+# The fields each kind of channel reads; any other is a mistake (e.g. a url on an smtp channel).
+CHANNEL_FIELDS = {
+    "webhook": ("url",),
+    "smtp": ("host", "port", "sender", "recipients", "password_env", "username", "starttls"),
+}
+CHANNEL_REQUIRED = {"webhook": ("url",), "smtp": ("host", "sender", "recipients")}
 
 
 class AlertsModel(_Strict):
     channels: list[AlertChannelModel] = Field(default_factory=list)
-    gap_threshold_minutes: int = 120
-    rate_limit_per_hour: int = 30
-    daily_digest: bool = False
+    gap_threshold_minutes: Annotated[StrictInt, Field(ge=1, le=7 * 24 * 60)] = 120
+    rate_limit_per_hour: Annotated[StrictInt, Field(ge=1, le=3600)] = 30
+    daily_digest: StrictBool = False
     deadman_url: str | None = None
+
+    _url = field_validator("deadman_url")(classmethod(lambda cls, v: _check_http_url(v)))
 
 
 class FileModel(_Strict):
@@ -188,8 +240,16 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 
 
 def _check_semantics(model: FileModel, source: str) -> None:
+    """What one field cannot say alone: uniqueness, references, what a kind of thing needs."""
+    _check_locations(model.locations, source)
+    _check_schedules(model, source)
+    _check_channels(model.alerts.channels, source)
+
+
+def _check_locations(locations: list[LocationModel], source: str) -> None:
     seen: set[str] = set()
-    for i, loc in enumerate(model.locations):
+    owners: dict[tuple[str, str], str] = {}  # (warehouse or branch, code) -> its location
+    for i, loc in enumerate(locations):
         key = f"locations[{i}]"
         if loc.id in seen:
             raise ConfigError(source, f"{key}.id", loc.id, "location ids must be unique")
@@ -212,19 +272,82 @@ def _check_semantics(model: FileModel, source: str) -> None:
             )
         if roles.count(WarehouseRole.SALES_FLOOR) > 1:
             raise ConfigError(source, f"{key}.warehouses", roles, "only one sales_floor warehouse")
+        _check_owned(owners, loc, key, source)
+
+
+def _check_owned(
+    owners: dict[tuple[str, str], str], loc: LocationModel, key: str, source: str
+) -> None:
+    """A KLK warehouse or branch belongs to one location: a second one would load it twice."""
+    claims = [
+        (f"{key}.warehouses[{j}].code", "warehouse", w.code) for j, w in enumerate(loc.warehouses)
+    ]
+    if loc.branch_code:
+        claims.append((f"{key}.branch_code", "branch", loc.branch_code))
+    for where, what, code in claims:
+        owner = owners.setdefault((what, code), loc.id)
+        if owner != loc.id or where != _first_claim(claims, what, code):
+            place = "this location" if owner == loc.id else f"location {owner}"
+            raise ConfigError(source, where, code, f"this {what} is already listed by {place}")
+
+
+def _first_claim(claims: list[tuple[str, str, str]], what: str, code: str) -> str:
+    return next(where for where, kind, value in claims if (kind, value) == (what, code))
+
+
+def _check_schedules(model: FileModel, source: str) -> None:
+    known = {loc.id: loc for loc in model.locations}
     names: set[str] = set()
     for i, sched in enumerate(model.schedules):
         if sched.name in names:
             raise ConfigError(source, f"schedules[{i}].name", sched.name, "names must be unique")
         names.add(sched.name)
         for loc_id in sched.locations or []:
-            if loc_id not in seen:
+            if loc_id not in known:
                 raise ConfigError(
                     source,
                     f"schedules[{i}].locations",
                     loc_id,
-                    f"unknown location; known: {', '.join(sorted(seen))}",
+                    f"unknown location; known: {', '.join(sorted(known))}",
                 )
+            if sched.job != "inventory" and known[loc_id].kind is not LocationKind.STORE:
+                raise ConfigError(
+                    source,
+                    f"schedules[{i}].locations",
+                    loc_id,
+                    f"a {known[loc_id].kind.value} has no sales: a {sched.job} schedule skips it",
+                )
+        _check_active_hours(sched.active_hours, f"schedules[{i}].active_hours", source)
+
+
+def _check_active_hours(hours: ActiveHoursModel | None, key: str, source: str) -> None:
+    if hours is None:
+        return
+    if hours.start == hours.end:
+        raise ConfigError(
+            source, key, f"{hours.start}-{hours.end}", "starts and ends at the same minute"
+        )
+    try:
+        ActiveHours(hours.start, hours.end, tuple(hours.weekdays))
+    except BadInputError as exc:
+        raise ConfigError(source, key, hours.weekdays, str(exc)) from None
+
+
+def _check_channels(channels: list[AlertChannelModel], source: str) -> None:
+    for i, channel in enumerate(channels):
+        key = f"alerts.channels[{i}]"
+        for name in CHANNEL_REQUIRED[channel.kind]:
+            if not getattr(channel, name):
+                raise ConfigError(
+                    source, f"{key}.{name}", None, f"channels of kind {channel.kind} need {name}"
+                )
+        for name in channel.model_fields_set - {"kind", *CHANNEL_FIELDS[channel.kind]}:
+            raise ConfigError(
+                source,
+                f"{key}.{name}",
+                getattr(channel, name),
+                f"channels of kind {channel.kind} have no {name}: remove it",
+            )
 
 
 def parse_config(data: dict[str, Any], source: str) -> ChainConfig:
@@ -232,8 +355,14 @@ def parse_config(data: dict[str, Any], source: str) -> ChainConfig:
         model = FileModel.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        fix = err["msg"]
-        if err["type"] == "extra_forbidden":
+        fix = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch":
+            fix = PATTERN_HINTS.get(str(err.get("ctx", {}).get("pattern")), fix)
+        elif err["type"] in ("bool_type", "bool_parsing"):
+            fix = "use true or false (unquoted)"
+        elif err["type"] in ("int_type", "int_parsing"):
+            fix = "use a whole number (unquoted)"
+        elif err["type"] == "extra_forbidden":
             fix = "unknown key: remove it or check its spelling"
         elif err["type"] == "missing":
             fix = "required key is missing"

@@ -17,7 +17,13 @@ def configure_logging(fmt: str = "auto", *, quiet: bool = False) -> None:
     rendering: list[structlog.types.Processor] = (
         [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if use_json
-        else [structlog.dev.ConsoleRenderer(colors=False)]
+        # Plain tracebacks: the console renderer's default (rich) prints every frame's local
+        # variables, which hold bearer tokens, settings and database URLs with their passwords.
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     )
     level = logging.WARNING if quiet else logging.INFO
     structlog.configure(

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fluxion_etl.errors import ConfigError
 
+SECRET_SETTINGS = frozenset({"session_secret", "metrics_token"})
+MIN_SECRET_LENGTH = 16
+# AWS identifiers: a typo here would only show as a failed launch, hours later.
+AWS_FORMATS = {
+    "ecs_cluster": (r"\S+", "a cluster name or ARN, e.g. fluxion"),
+    "ecs_task_definition": (r"\S+", "a family, family:revision or ARN, e.g. fluxion-etl-worker"),
+    "ecs_subnets": (r"subnet-[0-9A-Za-z]+", "subnet ids, comma-separated, e.g. subnet-0a1b2c3d"),
+    "ecs_security_groups": (r"sg-[0-9A-Za-z]+", "security group ids, e.g. sg-0a1b2c3d"),
+    "ecs_container_name": (r"[A-Za-z0-9_-]{1,255}", "a container name, e.g. worker"),
+    "ecs_region": (r"[a-z]{2}(-[a-z]+)+-[0-9]+", "a region name, e.g. us-east-1"),
+}
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLUXION_", extra="ignore", frozen=True)
+    # No infinite or NaN number: an infinite timeout is a hang, not a setting.
+    model_config = SettingsConfigDict(
+        env_prefix="FLUXION_", extra="ignore", frozen=True, allow_inf_nan=False
+    )
 
-    database_url: str = "sqlite:///fluxion.db"
+    # Out of repr: a URL may carry the database password (errors show it redacted, see below).
+    database_url: str = Field("sqlite:///fluxion.db", repr=False)
     klk_base_url: str = "http://127.0.0.1:7002"
     config: Path | None = None
 
@@ -78,6 +95,18 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator(*AWS_FORMATS)
+    @classmethod
+    def _aws_identifier(
+        cls, value: str | tuple[str, ...] | None, info: ValidationInfo
+    ) -> str | tuple[str, ...] | None:
+        pattern, example = AWS_FORMATS[str(info.field_name)]
+        values = (value,) if isinstance(value, str) else value or ()
+        for item in values:
+            if not re.fullmatch(pattern, item):
+                raise ValueError(f"{item!r} is not {example}")
+        return value
+
     @field_validator("klk_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -100,6 +129,31 @@ class Settings(BaseSettings):
                 "must start with sqlite:/// or postgresql+psycopg:// "
                 "(e.g. postgresql+psycopg://user@host:5432/db)"
             )
+        try:
+            urlsplit(value).port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"has a malformed port ({exc})") from None
+        return value
+
+    @field_validator("session_secret", "metrics_token")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters (e.g. `openssl rand -hex 32`); "
+                "unset it rather than leave it empty"
+            )
+        return value
+
+    @field_validator("heartbeat_seconds")
+    @classmethod
+    def _beats_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        ttl = info.data.get("lease_ttl_seconds")
+        if ttl is not None and value >= ttl:
+            raise ValueError(
+                f"must be shorter than FLUXION_LEASE_TTL_SECONDS ({ttl:g}): a lease would expire "
+                "between two heartbeats and running work be taken for dead"
+            )
         return value
 
     def deadline_seconds(self, job: str) -> float:
@@ -116,5 +170,27 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = "FLUXION_" + str(err["loc"][0]).upper() if err["loc"] else "FLUXION_*"
-        raise ConfigError("environment", key, err.get("input"), err["msg"]) from None
+        name = str(err["loc"][0]) if err["loc"] else "*"
+        fix = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(
+            "environment", f"FLUXION_{name.upper()}", shown_value(name, err.get("input")), fix
+        ) from None
+
+
+def shown_value(name: str, value: object) -> object:
+    """A setting's value as an error may show it: never a secret, nor a URL's password."""
+    if name in SECRET_SETTINGS:
+        return "(hidden)"
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:***@host/...``: the password of a URL replaced, the rest kept."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return parts._replace(netloc=f"{name}:***@{host}").geturl()

@@ -4,7 +4,6 @@ date they were taken are printed, so an estimate never passes for a quote."""
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -14,8 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, select
 
-from fluxion_etl.cli.common import print_json, settings_and_config
-from fluxion_etl.domain.clock import clock_from_spec
+from fluxion_etl.cli.common import clock_from_env, print_json, settings_and_config
 from fluxion_etl.domain.costs import (
     PRICES_AS_OF,
     CostModel,
@@ -90,7 +88,7 @@ def cost_command(
     )
     model = CostModel(prices, TaskSize(worker_vcpu, worker_memory_gb), task_overhead_seconds)
     settings, config = settings_and_config()
-    now = clock_from_spec(os.environ.get("FLUXION_CLOCK")).now()
+    now = clock_from_env().now()
     engine = create_db_engine(settings.database_url, pool_size=1)
     try:
         check_schema(engine)

@@ -13,9 +13,9 @@ from typing import Any
 import typer
 
 from fluxion_etl.config import ChainConfig, load_config
-from fluxion_etl.domain.clock import clock_from_spec
+from fluxion_etl.domain.clock import Clock, clock_from_spec
 from fluxion_etl.engine.runtime import Runtime
-from fluxion_etl.errors import BadInputError
+from fluxion_etl.errors import BadInputError, ConfigError
 from fluxion_etl.settings import Settings, load_settings
 
 
@@ -24,10 +24,21 @@ def settings_and_config() -> tuple[Settings, ChainConfig]:
     return settings, load_config(settings.config)
 
 
+def clock_from_env() -> Clock:
+    """The clock ``FLUXION_CLOCK`` names (a seam of the demo and the tests; unset: the system's);
+    a value it cannot read is a configuration error, not a traceback."""
+    import os
+
+    spec = os.environ.get("FLUXION_CLOCK")
+    try:
+        return clock_from_spec(spec)
+    except (ValueError, OSError) as exc:
+        raise ConfigError("environment", "FLUXION_CLOCK", spec, str(exc)) from None
+
+
 @contextmanager
 def open_runtime(*, check_schema: bool = True) -> Iterator[Runtime]:
     """Settings, configuration, database and KLK client for one command; closed afterwards."""
-    import os
 
     from fluxion_etl.klk.client import KlkClient
     from fluxion_etl.logs import configure_logging
@@ -41,7 +52,7 @@ def open_runtime(*, check_schema: bool = True) -> Iterator[Runtime]:
     try:
         if check_schema:
             check(engine)
-        clock = clock_from_spec(os.environ.get("FLUXION_CLOCK"))
+        clock = clock_from_env()
         yield Runtime(settings=settings, config=config, engine=engine, klk=klk, clock=clock)
     finally:
         klk.close()

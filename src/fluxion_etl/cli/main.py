@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from functools import cache
 
 import typer
 
@@ -31,7 +32,9 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@cache
 def _register() -> None:
+    """Add the command modules to ``app``, once however often ``main`` runs in one process."""
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"fluxion_etl.cli.{name}")

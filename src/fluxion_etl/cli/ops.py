@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from fluxion_etl.cli.common import print_json, settings_and_config
+from fluxion_etl.cli.common import clock_from_env, print_json, settings_and_config
 from fluxion_etl.cli.run import runs_app
-from fluxion_etl.domain.clock import Clock, clock_from_spec
+from fluxion_etl.domain.clock import Clock
 from fluxion_etl.engine import freshness
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.store import audit, ledger, sync_state, tokens
@@ -44,7 +43,7 @@ def _database() -> Iterator[tuple[Engine, Clock]]:
     engine = create_db_engine(settings.database_url, pool_size=1)
     try:
         check_schema(engine)
-        yield engine, clock_from_spec(os.environ.get("FLUXION_CLOCK"))
+        yield engine, clock_from_env()
     finally:
         engine.dispose()
 

@@ -4,7 +4,6 @@ operator's name, local times, and the shapes printed as tables or JSON."""
 from __future__ import annotations
 
 import getpass
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from fluxion_etl.cli.common import is_terminal, settings_and_config
+from fluxion_etl.cli.common import clock_from_env, is_terminal, settings_and_config
 from fluxion_etl.config import ChainConfig
 from fluxion_etl.domain import cron
-from fluxion_etl.domain.clock import Clock, clock_from_spec
+from fluxion_etl.domain.clock import Clock
 from fluxion_etl.domain.schedules import ScheduleDef, upcoming_fires
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.settings import Settings
@@ -51,7 +50,7 @@ def open_database() -> Iterator[Database]:
     engine = create_db_engine(settings.database_url)
     try:
         check_schema(engine)
-        clock = clock_from_spec(os.environ.get("FLUXION_CLOCK"))
+        clock = clock_from_env()
         with engine.begin() as conn:
             seed_schedules(conn, definitions_from_config(config), clock.now())
         yield Database(settings, config, engine, clock)

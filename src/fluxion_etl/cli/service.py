@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import threading
@@ -13,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fluxion_etl.cli.common import open_runtime, settings_and_config
-from fluxion_etl.domain.clock import clock_from_spec
+from fluxion_etl.cli.common import clock_from_env, open_runtime, settings_and_config
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.engine.runner import execute_run
 
@@ -64,7 +62,7 @@ def serve(
         engine = create_db_engine(settings.database_url)
         upgrade(engine)
         engine.dispose()
-    service = Service.open(settings, config, clock_from_spec(os.environ.get("FLUXION_CLOCK")))
+    service = Service.open(settings, config, clock_from_env())
     service.start()
     try:
         run_http(service, host, port)

@@ -119,9 +119,21 @@ class WebhookChannel:
         try:
             answer = self.http.post(self.url, json=message.payload(), timeout=SEND_TIMEOUT)
         except httpx.HTTPError as exc:
-            raise AlertDeliveryError(self.name, f"{type(exc).__name__}: {exc}") from exc
+            reason = without_url(f"{type(exc).__name__}: {exc}", self.url)
+            raise AlertDeliveryError(self.name, reason) from exc
         if not answer.is_success:
-            raise AlertDeliveryError(self.name, f"HTTP {answer.status_code}: {answer.text[:200]}")
+            reason = without_url(f"HTTP {answer.status_code}: {answer.text[:200]}", self.url)
+            raise AlertDeliveryError(self.name, reason)
+
+
+def without_url(text: str, url: str) -> str:
+    """``text`` (an error, a receiver's answer) with ``url`` and its path blanked out: the path of
+    a webhook or dead-man URL is its secret, and receivers echo it ("Cannot POST /hooks/...")."""
+    parsed = httpx.URL(url)
+    for secret in (url, str(parsed.raw_path, "ascii"), parsed.path):
+        if len(secret) > 1:
+            text = text.replace(secret, "<url>")
+    return text
 
 
 def channels_from_config(
@@ -176,7 +188,7 @@ def ping_deadman(url: str, *, http: httpx.Client) -> str | None:
     try:
         answer = http.get(url, timeout=SEND_TIMEOUT)
     except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return without_url(f"{type(exc).__name__}: {exc}", url)
     return None if answer.is_success else f"HTTP {answer.status_code}"
 
 

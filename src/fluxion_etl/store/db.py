@@ -49,7 +49,8 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
         return _sqlite_engine(url, pool_size=pool_size)
     if backend == "postgresql":
         return _postgres_engine(url, pool_size=pool_size)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql+psycopg://")
+    shown = make_url(url).render_as_string(hide_password=True)
+    raise ValueError(f"unsupported database URL {shown!r}: use sqlite:/// or postgresql+psycopg://")
 
 
 def read_only_engine(engine: Engine) -> Engine:

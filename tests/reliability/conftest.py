@@ -48,3 +48,14 @@ def api(tmp_path: Path, _migrated_templates: dict[str, str]) -> Iterator[Api]:
         yield from build_api(engine)
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path, _migrated_templates: dict[str, str]) -> Iterator[Engine]:
+    """SQLite only, for scenarios whose dialect-specific parts are tested on both elsewhere."""
+    shutil.copyfile(_migrated_templates["sqlite"], tmp_path / "fluxion.db")
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'fluxion.db'}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()

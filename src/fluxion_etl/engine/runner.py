@@ -258,7 +258,10 @@ def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
                     reset_after=timedelta(seconds=rt.settings.circuit_reset_seconds),
                 )
     except SQLAlchemyError as exc:
+        # e.g. the location's sync state row is locked: the ledger must still say it failed,
+        # or a finished run would show this location running forever
         ctx.log.error("could not record the failure", loc.id, error=_short(exc))
+        _finish_item_alone(ctx, failure)
     ctx.log.error(
         "location failed",
         loc.id,
@@ -266,6 +269,24 @@ def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
         phase=failure.phase.value,
         message=failure.message[:500],
     )
+
+
+def _finish_item_alone(ctx: LocationContext, failure: LocationFailure) -> None:
+    """The item's failure without the raw payload and the circuit's count (what failed above)."""
+    try:
+        with ctx.rt.engine.begin() as conn:
+            ledger.finish_item(
+                conn,
+                ctx.run_id,
+                ctx.location.id,
+                ItemStatus.FAILED,
+                now=ctx.rt.clock.now(),
+                error_category=failure.category_value,
+                error_phase=failure.phase.value,
+                error_message=failure.message[:2000],
+            )
+    except SQLAlchemyError as exc:  # the database is gone: the reaper settles the run later
+        ctx.log.error("could not record the failure at all", ctx.location.id, error=_short(exc))
 
 
 def _release_quietly(ctx: LocationContext) -> None:

@@ -43,7 +43,7 @@ def fuzz_config() -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "checks": {"enabled": False, "not_a_server_error": {"enabled": True}},
-            "generation": {"max-examples": 8, "mode": "all", "database": "none"},
+            "generation": {"max-examples": 5, "mode": "all", "database": "none"},
             "phases": {"stateful": {"enabled": False}},
             "seed": 20260106,
         }

@@ -54,8 +54,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
 SMTP_PASSWORD_ENV = "FLUXION_TEST_SMTP_PASSWORD"
 FINISHED = ("succeeded", "partial", "failed", "timed_out", "abandoned", "cancelled")
 
@@ -199,6 +197,8 @@ def every_stored_value(database: PgDatabase) -> list[tuple[str, str, str]]:
     return found
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_no_secret_reaches_logs_answers_metrics_alerts_or_the_database(
     database: PgDatabase, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,7 +22,9 @@ TIMEOUT = 1800  # real seconds, only so that a wedged soak ends; four minutes on
 
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT + 60)
-def test_short_soak_loses_duplicates_and_strands_nothing() -> None:
+def test_short_soak_loses_duplicates_and_strands_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     if find_bindir() is None:
         if os.environ.get("FLUXION_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail("the soak needs initdb and pg_ctl (PostgreSQL server binaries)")
@@ -34,7 +36,9 @@ def test_short_soak_loses_duplicates_and_strands_nothing() -> None:
         timeout=TIMEOUT,
         check=False,
     )
-    print(result.stdout)  # the summary, shown by pytest -s and on failure
+    with capsys.disabled():  # the summary goes to the CI log whatever the outcome
+        print("\n" + _verdict(result.stdout))
+    print(result.stdout)  # the whole run (plan, actions, summary) when the test fails
     print(result.stderr[-5000:], file=sys.stderr)
     assert f"== soak short, seed {SEED}" in result.stdout
     assert result.returncode == 0, _verdict(result.stdout)

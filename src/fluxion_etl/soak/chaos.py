@@ -138,7 +138,7 @@ class Chaos:
     # --- process kills ---------------------------------------------------------------------------
 
     def _kill_worker(self, action: Action) -> str | None:
-        until = self._until()
+        until = self._until(2 * BUDGET)  # a worker may start late on a loaded machine
         while self.clock.now() < until:
             running = self._running()
             busy = [w for w in workers(self.marker) if w.run_id in running]

@@ -242,10 +242,11 @@ def test_a_load_runs_the_same_statements_whatever_its_size(
 
 
 # As seen by SQLAlchemy, BEGIN aside:
-# PostgreSQL: create stage, empty it, statistics check, merge; the COPY goes straight to the
-# driver (one more), and a table without statistics is analyzed once (not the case here).
+# PostgreSQL: create stage, empty it, insert the new lines, statistics check, update the changed
+# ones; the COPY goes straight to the driver (one more), and a table without statistics is
+# analyzed (not the case for these loads).
 # SQLite: max(id), the executemany upsert (one statement), count of new ids.
-STATEMENTS_PER_LOAD = {"postgresql": 4, "sqlite": 3}
+STATEMENTS_PER_LOAD = {"postgresql": 5, "sqlite": 3}
 
 
 # --- voids ---------------------------------------------------------------------------------------

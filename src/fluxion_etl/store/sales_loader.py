@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Column, Connection, bindparam, text
+from sqlalchemy import Column, Connection, TextClause, bindparam, text
 
 from fluxion_etl.domain.records import SalesLine
 from fluxion_etl.store.bulk import column_list, differs, is_postgres, stage
@@ -75,23 +75,31 @@ def _upsert_postgres(
     run_id: int | None,
     now: datetime,
 ) -> tuple[int, int]:
-    """COPY into a staging table, then one ``INSERT … SELECT … ON CONFLICT`` counting as it goes.
+    """COPY into a staging table, insert the new lines, then update the changed ones.
 
-    Identical lines are filtered out before the insert, so they are not even row-locked. The cost
-    is per staged line (index probes), never per stored line of the location.
+    Two set-based statements, each safe whatever the planner believes. The insert finds existing
+    keys through ``ON CONFLICT … DO NOTHING`` (the unique index, always; no row lock). The update
+    joins the staged lines with the stored ones and rewrites only lines that differ, so identical
+    lines are neither written nor locked. It is planned after the insert, when the table's size is
+    known (a per-line probe planned before a first load sees an empty table, may choose a
+    sequential scan, and then rescans the growing table for every line), and with statistics.
     """
     columns = [sales_lines.c.location_id, *_field_columns()]
     stage(conn, SALES_STAGE, columns, lines, leading=(location_id,))
+    params = {"run_id": run_id, "now": now}
+    inserted = conn.execute(_postgres_insert_new(), params).rowcount
     _ensure_statistics(conn)
-    counts = conn.execute(_postgres_merge(conn), {"run_id": run_id, "now": now}).one()
-    return int(counts.inserted), int(counts.updated)
+    updated = conn.execute(_postgres_update_changed(conn), params).rowcount
+    return int(inserted), int(updated)
 
 
 def _ensure_statistics(conn: Connection) -> None:
-    """Analyze ``sales_lines`` while it has no statistics (a fresh database), once it has rows.
+    """Analyze ``sales_lines`` while it has no statistics (a fresh database's first loads).
 
-    Without statistics PostgreSQL guesses row counts from column widths and rates the indexes
-    alike; autovacuum would fix that only a minute or more later, mid-backfill.
+    Without them PostgreSQL guesses row counts from column widths, rates the three indexes that
+    start with ``location_id`` alike and takes the smallest, ``(location_id, business_day)``:
+    the update then scans all the location's lines for every staged line. Autovacuum fixes that
+    only a minute or more later, mid-backfill. Run after the insert, so the sample has rows.
     """
     if conn.exec_driver_sql(_NO_STATISTICS).scalar_one():
         conn.exec_driver_sql("ANALYZE sales_lines")
@@ -100,42 +108,32 @@ def _ensure_statistics(conn: Connection) -> None:
 _NO_STATISTICS = "SELECT reltuples <= 0 FROM pg_class WHERE oid = 'sales_lines'::regclass"
 
 
-def _postgres_merge(conn: Connection) -> Any:
-    """The staged lines that are new or changed, inserted or updated, counted as they go.
-
-    The probe for an identical stored line must stay a lookup of one key, whatever the planner
-    believes: three indexes start with ``location_id``, and picking the wrong one scans all the
-    location's lines for every staged line. So the probe names the location through the staged
-    column (planned for "some location", not one the statistics have not seen yet), also matches
-    ``sold_at`` (the other index then finds one invoice's lines), runs per line (``OFFSET 0``:
-    a subplan, never a join over the location), and the table has statistics (see
-    ``_ensure_statistics``).
-    """
-    assignments = ", ".join(f"{n} = EXCLUDED.{n}" for n in (*VALUE_FIELDS, "loaded_at", "run_id"))
+def _postgres_insert_new() -> TextClause:
     staged = column_list(("location_id", *SALES_FIELDS), "s")
-    sql = f"""
-        WITH upserted AS (
-            INSERT INTO sales_lines AS t
-                (location_id, {column_list(SALES_FIELDS)}, loaded_at, run_id)
-            SELECT {staged}, :now, CAST(:run_id AS BIGINT)
-            FROM {SALES_STAGE} AS s
-            WHERE NOT EXISTS (
-                SELECT 1 FROM sales_lines AS o
-                WHERE o.location_id = s.location_id
-                  AND o.invoice_number = s.invoice_number AND o.line_number = s.line_number
-                  AND o.sold_at = s.sold_at
-                  AND NOT {differs(conn, "o", "s", VALUE_FIELDS)}
-                OFFSET 0
-            )
-            ON CONFLICT ON CONSTRAINT uq_sales_lines_key DO UPDATE SET {assignments}
-            WHERE {differs(conn, "t", "EXCLUDED", VALUE_FIELDS)}
-            -- a row just inserted has no xmax; one updated here carries this transaction's
-            RETURNING (t.xmax = 0) AS inserted
-        )
-        SELECT count(*) FILTER (WHERE inserted) AS inserted,
-               count(*) FILTER (WHERE NOT inserted) AS updated
-        FROM upserted
-    """  # noqa: S608 - identifiers are our own constants; values are bound
+    return _typed(
+        f"""
+        INSERT INTO sales_lines (location_id, {column_list(SALES_FIELDS)}, loaded_at, run_id)
+        SELECT {staged}, :now, CAST(:run_id AS BIGINT) FROM {SALES_STAGE} AS s
+        ON CONFLICT ON CONSTRAINT uq_sales_lines_key DO NOTHING
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+    )
+
+
+def _postgres_update_changed(conn: Connection) -> TextClause:
+    assignments = ", ".join(f"{n} = s.{n}" for n in VALUE_FIELDS)
+    return _typed(
+        f"""
+        UPDATE sales_lines AS t
+        SET {assignments}, loaded_at = :now, run_id = CAST(:run_id AS BIGINT)
+        FROM {SALES_STAGE} AS s
+        WHERE t.location_id = s.location_id
+          AND t.invoice_number = s.invoice_number AND t.line_number = s.line_number
+          AND {differs(conn, "t", "s", VALUE_FIELDS)}
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+    )
+
+
+def _typed(sql: str) -> TextClause:
     return text(sql).bindparams(bindparam("now", type_=UtcDateTime()))
 
 

@@ -87,10 +87,12 @@ def _upsert_postgres(
     columns = [sales_lines.c.location_id, *_field_columns()]
     stage(conn, SALES_STAGE, columns, lines, leading=(location_id,))
     params = {"run_id": run_id, "now": now}
-    inserted = conn.execute(_postgres_insert_new(), params).rowcount
+    inserted = int(conn.execute(_postgres_insert_new(), params).rowcount)
+    if inserted == len(lines):  # every line was new: nothing stored can differ
+        return inserted, 0
     _ensure_statistics(conn)
-    updated = conn.execute(_postgres_update_changed(conn), params).rowcount
-    return int(inserted), int(updated)
+    updated = int(conn.execute(_postgres_update_changed(conn), params).rowcount)
+    return inserted, updated
 
 
 def _ensure_statistics(conn: Connection) -> None:

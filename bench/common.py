@@ -11,7 +11,9 @@ import os
 import platform
 import random
 import resource
+import signal
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -78,6 +80,11 @@ def load_note(before: float, after: float) -> str:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """``kill`` ends a benchmark like Ctrl-C: context managers run, its databases are dropped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 # --- timing ---------------------------------------------------------------------------------------

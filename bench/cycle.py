@@ -39,6 +39,7 @@ import psycopg
 from bench import baseline_copy_merge as baseline
 from bench.common import (
     bench_database,
+    exit_cleanly_on_sigterm,
     load_note,
     machine,
     markdown_table,
@@ -327,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> CycleReport:
     parser.add_argument("--dialect", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
     report = run(args.scale, args.dialect, with_baseline=not args.no_baseline)
     print(report.markdown())
     return report

@@ -25,6 +25,7 @@ import psycopg
 from bench.common import (
     REPEATS,
     bench_database,
+    exit_cleanly_on_sigterm,
     load_note,
     machine,
     markdown_table,
@@ -227,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> GrowthReport:
     parser.add_argument("--history-locations", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
     counts = [int(n) for n in args.locations.split(",") if n.strip()]
     report = run(
         counts,

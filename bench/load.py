@@ -41,6 +41,7 @@ from bench.common import (
     SalesBatch,
     bench_database,
     checkpoint,
+    exit_cleanly_on_sigterm,
     incremental_sales,
     inventory_batches,
     last_batch_per_location,
@@ -462,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--targets", default="inventory,sales", help="comma-separated")
     parser.add_argument("--dlt-repeats", type=int, default=1, help="dlt is slow: fewer repeats")
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
     report = run(
         args.scale,
         args.dialect.split(","),

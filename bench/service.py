@@ -33,7 +33,14 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from bench.common import bench_database, load_note, machine, markdown_table, migrate
+from bench.common import (
+    bench_database,
+    exit_cleanly_on_sigterm,
+    load_note,
+    machine,
+    markdown_table,
+    migrate,
+)
 from fluxion_etl.sim.server import simulator_process
 from fluxion_etl.sim.topology import build_locations, chain_config_toml
 from fluxion_etl.store import schedules, tokens
@@ -339,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> ServiceReport:
     parser.add_argument("--fires", type=int, default=3, help="scheduled fires to time (0: skip)")
     parser.add_argument("--idle-seconds", type=float, default=30, help="0: skip")
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
     report = run(
         args.dialect, args.clients, args.requests, args.keys, args.fires, args.idle_seconds
     )

@@ -77,7 +77,8 @@ def _check_cron(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    """Unknown keys are refused; booleans and integers must be TOML's own (``"yes"`` is no bool)."""
+    """Unknown keys are refused. Flags and counts are ``Strict*``: TOML has real booleans and
+    integers, so ``"yes"`` or ``"30"`` is a mistake to report, not a value to convert."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -285,14 +286,11 @@ def _check_owned(
     if loc.branch_code:
         claims.append((f"{key}.branch_code", "branch", loc.branch_code))
     for where, what, code in claims:
-        owner = owners.setdefault((what, code), loc.id)
-        if owner != loc.id or where != _first_claim(claims, what, code):
+        owner = owners.get((what, code))
+        if owner is not None:
             place = "this location" if owner == loc.id else f"location {owner}"
             raise ConfigError(source, where, code, f"this {what} is already listed by {place}")
-
-
-def _first_claim(claims: list[tuple[str, str, str]], what: str, code: str) -> str:
-    return next(where for where, kind, value in claims if (kind, value) == (what, code))
+        owners[(what, code)] = loc.id
 
 
 def _check_schedules(model: FileModel, source: str) -> None:

@@ -148,18 +148,10 @@ def _catch_up(stack: Stack, mode: SoakMode, timeline: Timeline, say: Say) -> Non
 
 def _operator_reconcile(stack: Stack, timeline: Timeline, say: Say) -> None:
     """What an operator does after an incident: re-read every day of the period whole."""
-    for attempt in range(1, 4):
-        key = f"soak-final-reconcile-{attempt}"
-        answer = stack.api.post(
-            0, "/api/etl/sync/reconcile", {"days": timeline.reconcile_days},
-            {"Idempotency-Key": key},
-        )  # fmt: skip
-        status = _wait_run(stack, answer.run_id) if answer.run_id else f"HTTP {answer.status_code}"
-        days = timeline.reconcile_days
-        say(f"  operator: reconcile of {days} days, run {answer.run_id}: {status}")
-        if status == "succeeded":
-            return
-        stack.clock.sleep(600)
+    days = timeline.reconcile_days
+    _operator_run(
+        stack, "/api/etl/sync/reconcile", {"days": days}, f"reconcile of {days} days", say
+    )
 
 
 def _operator_recover(stack: Stack, timeline: Timeline, say: Say) -> None:
@@ -175,18 +167,22 @@ def _operator_recover(stack: Stack, timeline: Timeline, say: Say) -> None:
 
 def _operator_sync(stack: Stack, say: Say) -> None:
     """A last sync of every location, so the newest lines and stock are read after the faults."""
-    for path, job in (("/api/etl/sync/ventas", "sales"), ("/api/etl/sync", "inventory")):
-        for attempt in range(1, 4):
-            answer = stack.api.post(
-                1, path, {"ubicacion_id": None}, {"Idempotency-Key": f"soak-final-{job}-{attempt}"}
-            )
-            status = (
-                _wait_run(stack, answer.run_id) if answer.run_id else f"HTTP {answer.status_code}"
-            )
-            say(f"  operator: {job} sync of every location, run {answer.run_id}: {status}")
-            if status == "succeeded":
-                break
-            stack.clock.sleep(300)
+    _operator_run(stack, "/api/etl/sync/ventas", {"ubicacion_id": None}, "sales sync", say)
+    _operator_run(stack, "/api/etl/sync", {"ubicacion_id": None}, "inventory sync", say)
+
+
+def _operator_run(stack: Stack, path: str, body: dict[str, object], what: str, say: Say) -> None:
+    """Trigger, wait for the run, and try again (a new key) until it succeeds, three times at
+    most: a 409 (another run holds every location) or a partial run is retried a little later."""
+    for attempt in range(1, 4):
+        key = f"soak-operator-{path.rsplit('/', 1)[-1]}-{attempt}"
+        answer = stack.api.post(attempt, path, body, {"Idempotency-Key": key})
+        ours = answer.status_code in (200, 202) and answer.run_id is not None
+        status = _wait_run(stack, answer.run_id) if ours and answer.run_id else "not started"
+        say(f"  operator: {what}: HTTP {answer.status_code}, run {answer.run_id}: {status}")
+        if status == "succeeded":
+            return
+        stack.clock.sleep(600)
 
 
 def _wait_run(stack: Stack, run_id: int) -> str:

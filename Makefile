@@ -24,8 +24,12 @@ demo: $(VENV)/.runtime
 	$(BIN)/fluxion-etl demo
 
 ## Run the whole test suite (SQLite and PostgreSQL; browser tests where Chromium is installed).
+## The soak's short mode (minutes, its own PostgreSQL cluster) runs with `make soak-short`.
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/soak/test_soak_short.py $(PYTEST_ARGS)
+
+soak-short: $(VENV)/.dev
+	$(BIN)/python -m pytest -s tests/soak/test_soak_short.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench deploy

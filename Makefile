@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test check lint typecheck format screenshots bench-load bench-cycle bench-growth bench-service clean
+.PHONY: demo test check lint typecheck format screenshots bench-load bench-cycle bench-growth bench-service clean soak-short
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

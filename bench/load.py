@@ -420,6 +420,10 @@ class Report:
         return markdown_table(["ratio", "measured", "target", ""], rows)
 
 
+def _chosen(contenders: list[Contender], only: Sequence[str]) -> list[Contender]:
+    return [c for c in contenders if not only or c.name.startswith(tuple(only))]
+
+
 def run(
     scale_name: str,
     dialects: Sequence[str],
@@ -427,6 +431,7 @@ def run(
     with_dlt: bool = True,
     targets: Sequence[str] = ("inventory", "sales"),
     dlt_repeats: int = REPEATS,
+    only: Sequence[str] = (),
 ) -> Report:
     scale = SCALES[scale_name]
     data = generate(scale)
@@ -440,12 +445,13 @@ def run(
                 contenders = postgres_contenders(
                     url, data, with_dlt=with_dlt, dlt_repeats=dlt_repeats
                 )
+                contenders = _chosen(contenders, only)
                 report.results[dialect] = measure(contenders, url, repeats, targets)
         else:
             with tempfile.TemporaryDirectory(prefix="fluxion-bench-") as tmp:
                 template = Path(tmp) / "template.db"
                 migrate(f"sqlite:///{template}")
-                contenders = sqlite_contenders(template, Path(tmp), data)
+                contenders = _chosen(sqlite_contenders(template, Path(tmp), data), only)
                 report.results[dialect] = measure(contenders, None, repeats, targets)
     report.load = load_note(before, os.getloadavg()[0])
     return report
@@ -462,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--no-dlt", action="store_true", help="leave dlt out (it is slow)")
     parser.add_argument("--targets", default="inventory,sales", help="comma-separated")
     parser.add_argument("--dlt-repeats", type=int, default=1, help="dlt is slow: fewer repeats")
+    parser.add_argument(
+        "--only", default="", help="comma-separated name prefixes of contenders (default: all)"
+    )
     args = parser.parse_args(argv)
     exit_cleanly_on_sigterm()
     report = run(
@@ -471,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         with_dlt=not args.no_dlt,
         targets=args.targets.split(","),
         dlt_repeats=args.dlt_repeats,
+        only=[p for p in args.only.split(",") if p],
     )
     print(report.markdown())
     return report

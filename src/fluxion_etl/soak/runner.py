@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from fluxion_etl.domain import cron
 from fluxion_etl.soak import check_data, check_ledger
@@ -30,7 +30,7 @@ from fluxion_etl.soak.procs import workers
 from fluxion_etl.soak.report import Summary, print_summary
 from fluxion_etl.soak.stack import HANG_FACTOR, KLK_READ_TIMEOUT, STARTUP_TIMEOUT, Stack, soak_stack
 from fluxion_etl.soak.verdict import Findings
-from fluxion_etl.store.schema import run_items, runs
+from fluxion_etl.store.schema import fires, run_items, runs
 
 RUN_TIMEOUT = 600.0  # real seconds a run may take to end in the catch-up phase
 # Fires are checked from a little after the services answered: a scheduler's first tick starts
@@ -223,13 +223,11 @@ def _wait_fires_recorded(stack: Stack) -> None:
         time.sleep(0.3)
 
 
-def _fire_recorded(conn: object, name: str, instant: datetime) -> bool:
-    from fluxion_etl.store.schema import fires
-
+def _fire_recorded(conn: Connection, name: str, instant: datetime) -> bool:
     query = select(fires.c.outcome).where(
         fires.c.schedule_name == name, fires.c.scheduled_for == instant
     )
-    return conn.execute(query).first() is not None  # type: ignore[attr-defined]
+    return conn.execute(query).first() is not None
 
 
 def _stop_services(stack: Stack, say: Say) -> datetime:
@@ -293,8 +291,6 @@ def _summarize(
     findings: Findings,
     chaos: Chaos,
 ) -> Summary:
-    from fluxion_etl.store.schema import fires
-
     with stack.db.connect() as conn:
         fire_counts: dict[str, int] = {
             str(outcome): int(n)

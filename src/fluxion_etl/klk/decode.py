@@ -11,10 +11,11 @@ binary float), so ``2.675`` stays ``2.675``. KLK's field names appear only here 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -72,7 +73,7 @@ def decode_warehouses(body: bytes, call: str) -> list[KlkWarehouse]:
     with _bad_payload_guard(call, body):
         kind = list[wire.Warehouse] | dict[str, Any]
         try:
-            rows = msgspec.json.decode(_without_bom(body), type=kind)
+            rows = _decoder(kind).decode(_without_bom(body))
         except msgspec.ValidationError as exc:
             raise _located(exc, "$") from None
         if isinstance(rows, dict):
@@ -344,7 +345,7 @@ def _sold_at(day: date, hora: str, zone: ZoneInfo, at: str) -> datetime:
 
 def _echoed_filters(top: dict[str, msgspec.Raw]) -> dict[str, str]:
     """The request filters KLK echoes in ``meta`` (kept for inspection), as text."""
-    meta = msgspec.json.decode(top["meta"], type=dict[str, Any])
+    meta = _decoder(dict[str, Any]).decode(top["meta"])
     skip = {"total_registros", "fecha_generacion"}
     return {
         key: str(value)
@@ -354,6 +355,25 @@ def _echoed_filters(top: dict[str, msgspec.Raw]) -> dict[str, str]:
 
 
 # --- shared pieces -------------------------------------------------------------------------------
+
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+_DECODERS_LOCK = threading.Lock()
+
+
+def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
+    """One typed decoder per type, built once under a lock.
+
+    msgspec builds a type's decoding plan on first use, and two threads doing so at once crash
+    the process (SIGSEGV, seen in the soak: two location threads of a fresh worker decoding their
+    first sales payloads together). A prepared ``Decoder`` is safe to share between threads.
+    """
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        with _DECODERS_LOCK:
+            decoder = _DECODERS.get(kind)
+            if decoder is None:
+                decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    return decoder
 
 
 @contextmanager
@@ -380,7 +400,7 @@ def _without_bom(body: bytes) -> bytes:
 
 def _envelope(body: bytes, call: str) -> dict[str, msgspec.Raw]:
     """The top-level object, values left undecoded; an ``error`` key is an error body."""
-    top = msgspec.json.decode(_without_bom(body), type=dict[str, msgspec.Raw])
+    top: dict[str, msgspec.Raw] = _decoder(dict[str, msgspec.Raw]).decode(_without_bom(body))
     _raise_error_body(top, call, body)
     return top
 
@@ -399,7 +419,7 @@ def _decode_part(top: dict[str, msgspec.Raw], key: str, kind: type[_T]) -> _T:
     if key not in top:
         raise wire.Invalid("$", f"object has no `{key}` key")
     try:
-        return msgspec.json.decode(top[key], type=kind)
+        return cast(_T, _decoder(kind).decode(top[key]))
     except msgspec.ValidationError as exc:
         raise _located(exc, f"$.{key}") from None
 

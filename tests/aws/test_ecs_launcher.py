@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 from fluxion_etl.config import load_config
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.requests import RunRequest
-from fluxion_etl.domain.states import Job, RunStatus, Trigger
-from fluxion_etl.launchers import LaunchError
+from fluxion_etl.domain.states import ItemStatus, Job, RunStatus, Trigger
+from fluxion_etl.launchers import EXIT_NOT_CLAIMED, LaunchError
 from fluxion_etl.launchers.ecs import (
     LAST_SUCCESS_AGE_METRIC,
     METRIC_NAMESPACE,
@@ -173,6 +173,7 @@ def test_a_task_stopped_before_its_run_finished_makes_the_run_abandoned(
             now=NOW,
             ttl=timedelta(minutes=2),
         )
+        ledger.create_items(conn, run_id, ["tienda_01"])
     arn = str(_run(engine, run_id).external_ref)
 
     launcher.poll()
@@ -183,9 +184,16 @@ def test_a_task_stopped_before_its_run_finished_makes_the_run_abandoned(
     launcher.poll()
 
     run = _run(engine, run_id)
-    assert run.status is RunStatus.ABANDONED
+    assert (run.status, run.error_category) == (RunStatus.ABANDONED, "worker_lost")
     assert run.error_message == (
         "ECS task stopped before finishing the run: OutOfMemoryError (worker exit code 0)"
+    )
+    with engine.connect() as conn:
+        (item,) = ledger.get_items(conn, run_id)
+    assert (item.status, item.error_category, item.error_message) == (
+        ItemStatus.FAILED,
+        "worker_lost",
+        run.error_message,
     )
     assert run.finished_at == NOW + timedelta(seconds=30)
     with engine.connect() as conn:
@@ -238,6 +246,44 @@ def test_a_task_ecs_no_longer_knows_abandons_its_unfinished_run(
         RunStatus.ABANDONED,
         "ECS no longer knows its task (MISSING)",
     )
+
+
+class _LostTheClaim(_NoCapacity):
+    """DescribeTasks for a duplicate task whose worker found the run claimed (exit code 3)."""
+
+    def describe_tasks(self, **kwargs: Any) -> Mapping[str, Any]:
+        return {
+            "tasks": [
+                {
+                    "taskArn": arn,
+                    "lastStatus": "STOPPED",
+                    "stoppedReason": "Essential container in task exited",
+                    "containers": [{"name": "worker", "exitCode": EXIT_NOT_CLAIMED}],
+                }
+                for arn in kwargs["tasks"]
+            ],
+            "failures": [],
+        }
+
+
+def test_a_duplicate_task_that_found_its_run_claimed_leaves_the_running_run_alone(
+    sqlite_engine: Engine, ecs_world: EcsWorld
+) -> None:
+    run_id = _queue(sqlite_engine)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/fluxion/duplicate"
+    with sqlite_engine.begin() as conn:  # the first task's worker claimed it; a second launch
+        ledger.claim_run(
+            conn, run_id, owner="task-1", now=NOW, deadline_at=NOW + timedelta(hours=1)
+        )
+        ledger.set_external_ref(conn, run_id, arn)
+    launcher = EcsLauncher(
+        sqlite_engine, ManualClock(NOW), client=_LostTheClaim(), target=_target(ecs_world)
+    )
+    launcher.poll()
+    launcher.poll()
+
+    run = _run(sqlite_engine, run_id)
+    assert (run.status, run.owner, run.external_ref) == (RunStatus.RUNNING, "task-1", None)
 
 
 # --- freshness metrics -----------------------------------------------------------------------

@@ -75,6 +75,7 @@ def test_two_runs_of_one_location_started_at_once_never_load_it_together(chain: 
     busy = next(o for o in outcomes.values() if o.items[STORE].status is ItemStatus.SKIPPED_BUSY)
     assert loaded.status is RunStatus.SUCCEEDED
     assert busy.status is RunStatus.FAILED, "a run that synced nothing is not a success"
+    assert busy.run.error_category == busy.items[STORE].error_category == "busy"
     assert busy.items[STORE].error_message == f"busy: run {loaded.run.id} holds this location"
     assert busy.items[STORE].fetched == 0
     assert_sales_equal_served(chain, STORE, [TODAY])

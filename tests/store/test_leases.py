@@ -162,7 +162,7 @@ def test_a_run_without_heartbeat_is_abandoned_its_items_failed_and_leases_freed(
     assert (reaped.status, reaped.finished_at, reaped.error_category) == (
         RunStatus.ABANDONED,
         later,
-        None,
+        "worker_lost",
     )
     assert reaped.error_message == (
         "lease expired: no heartbeat since 2026-01-05T14:00:00+00:00 "
@@ -224,3 +224,31 @@ def test_concurrent_reapers_reap_each_run_exactly_once(engine: Engine) -> None:
         results = list(pool.map(reap, range(8)))
     reaped = [run_id for result in results for run_id in result]
     assert sorted(reaped) == dead
+
+
+def test_abandon_run_ends_the_run_fails_its_unfinished_items_and_frees_its_leases(
+    engine: Engine,
+) -> None:
+    run_id, other = new_run(engine, "host:9:dead"), new_run(engine, "host:1:alive")
+    acquire(engine, run_id, owner="host:9:dead", loc="t1")
+    acquire(engine, other, owner="host:1:alive", loc="t2")
+    later = T0 + timedelta(seconds=5)
+    message = "worker process exited with code -9 before finishing the run"
+    with engine.begin() as conn:
+        ledger.create_items(conn, run_id, ["t1", "t3"])
+        ledger.finish_item(conn, run_id, "t3", ItemStatus.SUCCEEDED, now=T0)
+        assert leases.abandon_run(conn, run_id, now=later, message=message)
+        assert not leases.abandon_run(conn, run_id, now=later, message="again")  # ended already
+        run = ledger.get_run(conn, run_id)
+        items = {item.location_id: item for item in ledger.get_items(conn, run_id)}
+        held = {lease.location_id: lease.run_id for lease in leases.list_leases(conn)}
+    assert run is not None
+    assert (run.status, run.error_category, run.error_message, run.finished_at) == (
+        RunStatus.ABANDONED,
+        "worker_lost",
+        message,
+        later,
+    )
+    assert (items["t1"].status, items["t1"].error_category) == (ItemStatus.FAILED, "worker_lost")
+    assert items["t3"].status is ItemStatus.SUCCEEDED
+    assert held == {"t2": other}

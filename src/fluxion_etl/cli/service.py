@@ -14,7 +14,7 @@ import typer
 
 from fluxion_etl.cli.common import clock_from_env, open_runtime, settings_and_config
 from fluxion_etl.domain.states import RunStatus
-from fluxion_etl.engine.runner import execute_run
+from fluxion_etl.engine.runner import try_execute_run
 
 if TYPE_CHECKING:
     from fluxion_etl.service import Service
@@ -29,13 +29,19 @@ def register(app: typer.Typer) -> None:
 def worker(
     run_id: Annotated[int, typer.Option("--run-id", help="The queued run to execute.")],
 ) -> None:
-    """Execute one queued run and exit (0 succeeded, 1 otherwise). Used by the subprocess and ECS
-    launchers; SIGTERM lets running locations finish and leaves the rest to the next run."""
+    """Execute one queued run and exit (0 succeeded, 1 otherwise, 3 when the run was not queued:
+    another process executes it or it has ended). Used by the subprocess and ECS launchers;
+    SIGTERM lets running locations finish and leaves the rest to the next run."""
+    from fluxion_etl.launchers import EXIT_NOT_CLAIMED
+
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     with open_runtime() as rt:
         rt.stop_requested = stopping.is_set
-        status = execute_run(rt, run_id)
+        status = try_execute_run(rt, run_id)
+    if status is None:
+        typer.echo(f"run {run_id}: not claimed (another process executes it, or it has ended)")
+        raise typer.Exit(EXIT_NOT_CLAIMED)
     typer.echo(f"run {run_id}: {status.value}")
     raise typer.Exit(0 if status is RunStatus.SUCCEEDED else 1)
 

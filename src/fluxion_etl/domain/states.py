@@ -58,6 +58,8 @@ class ErrorCategory(StrEnum):
     DATABASE = "database"
     LAUNCH = "launch"
     DEADLINE = "deadline"
+    WORKER_LOST = "worker_lost"  # the process executing the run died or stopped heartbeating
+    BUSY = "busy"  # another run held every location this run was to load
 
 
 class ErrorPhase(StrEnum):

@@ -44,11 +44,21 @@ def locations_for(rt: Runtime, job: Job, scope: list[str] | None) -> list[Locati
 
 
 def execute_run(rt: Runtime, run_id: int) -> RunStatus:
+    """Claim and execute a queued run; a run not queued (claimed elsewhere, ended, unknown) is
+    left alone and its current status returned."""
+    status = try_execute_run(rt, run_id)
+    if status is not None:
+        return status
+    with rt.engine.connect() as conn:
+        existing = ledger.get_run(conn, run_id)
+    return RunStatus(existing.status) if existing else RunStatus.FAILED
+
+
+def try_execute_run(rt: Runtime, run_id: int) -> RunStatus | None:
+    """Claim and execute a queued run; None when it could not be claimed (not queued)."""
     run = _claim(rt, run_id)
     if run is None:
-        with rt.engine.connect() as conn:
-            existing = ledger.get_run(conn, run_id)
-        return RunStatus(existing.status) if existing else RunStatus.FAILED
+        return None
     job = Job(run.job)
     log = RunLog(
         rt.engine, rt.clock, run_id=run_id, job=job.value, max_lines=rt.settings.run_log_max_lines
@@ -148,12 +158,15 @@ def _process_location_bound(
             conn, job=ctx.job.value, location_id=loc.id, now=rt.clock.now()
         )
         if not allowed:
+            state = sync_state.get_state(conn, ctx.job.value, loc.id)
+            cause = state.last_error_category if state else None
             ledger.finish_item(
                 conn,
                 run.id,
                 loc.id,
                 ItemStatus.SKIPPED_OPEN_CIRCUIT,
                 now=rt.clock.now(),
+                error_category=cause.value if cause else None,
                 error_message="circuit open after repeated failures; probing again later",
             )
     if not allowed:
@@ -213,6 +226,7 @@ def _skip_busy(ctx: LocationContext, run: RunRow) -> None:
             ctx.location.id,
             ItemStatus.SKIPPED_BUSY,
             now=ctx.rt.clock.now(),
+            error_category=ErrorCategory.BUSY.value,
             error_message=message,
         )
     ctx.log.warning("skipped: location busy", ctx.location.id, detail=message)
@@ -376,7 +390,10 @@ def _final_status(
         summary += f"; mass deletion held at {len(held_items)}"
     if first is not None:
         summary += f"; {first.location_id}: {first.error_message}"
-    return status, (categories[0] if categories else None), summary[:2000]
+    # A location skipped as busy explains the run only when nothing failed for a real reason.
+    real = [c for c in categories if c != ErrorCategory.BUSY.value]
+    category = next(iter(real or categories), None)
+    return status, category, summary[:2000]
 
 
 def _short(exc: BaseException) -> str:

@@ -6,8 +6,10 @@ Contract of a launcher:
   an ECS task). It raises ``LaunchError`` when hand-off failed; the caller then fails the run with
   category ``launch`` and the reason.
 - ``poll()`` is called periodically by the service: it notices executions that ended without
-  finishing their run (a dead child, a stopped ECS task) and marks those runs ``abandoned`` with
-  the reason.
+  finishing their run (a dead child, a stopped ECS task) and marks those runs ``abandoned``
+  (``worker_lost``, unfinished items failed, leases freed) with the reason — unless the execution
+  was a duplicate launch that another process's worker won (``EXIT_NOT_CLAIMED``, or a run owned
+  by another process): that run is alive, and the lease reaper watches it.
 - ``alive()`` tells readiness whether the launcher can take work; ``close(grace)`` stops taking
   work and waits up to ``grace`` seconds for running executions.
 """
@@ -17,6 +19,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from fluxion_etl.errors import FluxionError
+
+# A worker that finds its run already claimed (a duplicate launch: another process executes it, or
+# it has ended) exits with this code; a launcher must then leave the run alone.
+EXIT_NOT_CLAIMED = 3
 
 
 class LaunchError(FluxionError):

@@ -37,7 +37,7 @@ from fluxion_etl.config import ChainConfig, load_config
 from fluxion_etl.domain.clock import Clock
 from fluxion_etl.domain.records import Location
 from fluxion_etl.domain.states import ErrorCategory, Job, RunStatus
-from fluxion_etl.launchers import LaunchError
+from fluxion_etl.launchers import EXIT_NOT_CLAIMED, LaunchError
 from fluxion_etl.settings import Settings
 from fluxion_etl.store import leases, ledger, sync_state
 from fluxion_etl.store.schema import runs
@@ -210,19 +210,33 @@ class EcsLauncher:
             log.warning("ECS DescribeTasks failed", reason=aws_reason(exc))
             return
         for task in answer.get("tasks") or []:
-            if task.get("lastStatus") == "STOPPED":
+            if task.get("lastStatus") != "STOPPED":
+                continue
+            if self._worker_exit_code(task) == EXIT_NOT_CLAIMED:
+                self._forget(run_of[task["taskArn"]], task["taskArn"])
+            else:
                 self._abandon(run_of[task["taskArn"]], stopped_message(task))
         for failure in answer.get("failures") or []:
             if failure.get("reason") == "MISSING" and failure.get("arn") in run_of:
                 self._abandon(run_of[failure["arn"]], "ECS no longer knows its task (MISSING)")
 
+    def _worker_exit_code(self, task: Mapping[str, Any]) -> int | None:
+        for container in task.get("containers") or []:
+            if container.get("name") == self._target.container_name:
+                code = container.get("exitCode")
+                return int(code) if code is not None else None
+        return None
+
+    def _forget(self, run_id: int, task_arn: str) -> None:
+        """A duplicate launch whose worker found the run claimed: the run is alive elsewhere
+        (the lease reaper watches it); stop following the stopped task."""
+        with self._engine.begin() as conn:
+            ledger.clear_external_ref(conn, run_id, task_arn)
+        log.info("duplicate ECS task found its run claimed", run_id=run_id, task=task_arn)
+
     def _abandon(self, run_id: int, message: str) -> None:
         with self._engine.begin() as conn:
-            abandoned = ledger.finish_run(
-                conn, run_id, RunStatus.ABANDONED, now=self._clock.now(), error_message=message
-            )
-            if abandoned:
-                leases.release_all(conn, run_id)
+            abandoned = leases.abandon_run(conn, run_id, now=self._clock.now(), message=message)
         if abandoned:
             log.warning("ECS task stopped before finishing its run", run_id=run_id, reason=message)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ from sqlalchemy import Engine
 
 from fluxion_etl.domain.clock import Clock
 from fluxion_etl.domain.states import RunStatus
-from fluxion_etl.launchers import LaunchError
+from fluxion_etl.launchers import EXIT_NOT_CLAIMED, LaunchError
 from fluxion_etl.store import leases, ledger
 
 log = structlog.get_logger("fluxion.launcher")
@@ -49,18 +50,20 @@ class SubprocessLauncher:
             for rid in exited:
                 del self._children[rid]
         for run_id, child in exited.items():
-            self._settle(run_id, child.returncode)
+            self._settle(run_id, child)
 
-    def _settle(self, run_id: int, code: int) -> None:
+    def _settle(self, run_id: int, child: subprocess.Popen[bytes]) -> None:
+        code = child.returncode
+        if code == EXIT_NOT_CLAIMED:
+            return  # a duplicate launch: another process executes the run (or it has ended)
         with self._engine.begin() as conn:
             run = ledger.get_run(conn, run_id)
             if run is None or RunStatus(run.status).is_final:
                 return
+            if run.status == RunStatus.RUNNING and not _owned_by(run.owner, child.pid):
+                return  # another worker claimed it; the lease reaper watches that one
             message = f"worker process exited with code {code} before finishing the run"
-            ledger.finish_run(
-                conn, run_id, RunStatus.ABANDONED, now=self._clock.now(), error_message=message
-            )
-            leases.release_all(conn, run_id)
+            leases.abandon_run(conn, run_id, now=self._clock.now(), message=message)
         log.warning("worker died", run_id=run_id, exit_code=code)
 
     def alive(self) -> bool:
@@ -76,3 +79,11 @@ class SubprocessLauncher:
                     break
             time.sleep(0.2)
         self.poll()
+
+
+def _owned_by(owner: str | None, pid: int) -> bool:
+    """Whether a run's owner (``host:pid:nonce``) is the process ``pid`` of this host."""
+    if owner is None:
+        return False
+    host, _, rest = owner.partition(":")
+    return host == socket.gethostname() and rest.partition(":")[0] == str(pid)

@@ -20,6 +20,8 @@ from fluxion_etl.domain.states import ErrorCategory, ItemStatus, Job, RunStatus
 from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.schema import leases, run_items, runs
 
+_UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseRow:
@@ -148,6 +150,29 @@ def reap_expired(conn: Connection, *, now: datetime, ttl: timedelta) -> list[int
     return reaped
 
 
+def abandon_run(conn: Connection, run_id: int, *, now: datetime, message: str) -> bool:
+    """End a run whose process is known to be gone: the run ``abandoned`` (``worker_lost``), its
+    unfinished items failed with the same message, its leases freed. False (nothing written) when
+    the run has already ended. The caller decides that the process is gone (a launcher that saw
+    its worker exit, and made sure the worker was the run's owner)."""
+    verdict = _Verdict(RunStatus.ABANDONED, ErrorCategory.WORKER_LOST, message)
+    marked = conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.status.in_(_UNFINISHED))
+        .values(
+            status=verdict.status.value,
+            finished_at=now,
+            error_category=ErrorCategory.WORKER_LOST.value,
+            error_message=message,
+        )
+    ).rowcount
+    if marked != 1:
+        return False
+    _fail_unfinished_items(conn, run_id, verdict, now=now)
+    release_all(conn, run_id)
+    return True
+
+
 def _last_sign_of_life() -> ColumnElement[datetime]:
     """The run's last heartbeat (claiming sets it; the fallbacks only guard hand-made rows)."""
     return func.coalesce(runs.c.heartbeat_at, runs.c.started_at, runs.c.created_at)
@@ -183,7 +208,7 @@ def _verdict(row: Row[Any], *, cutoff: datetime, ttl: timedelta) -> _Verdict:
     if row.alive_at < cutoff:
         return _Verdict(
             RunStatus.ABANDONED,
-            None,
+            ErrorCategory.WORKER_LOST,
             f"lease expired: no heartbeat since {_stamp(row.alive_at)} "
             f"(process {owner} presumed dead)",
         )

@@ -305,6 +305,12 @@ def set_external_ref(conn: Connection, run_id: int, ref: str) -> None:
     conn.execute(update(runs).where(runs.c.id == run_id).values(external_ref=ref))
 
 
+def clear_external_ref(conn: Connection, run_id: int, ref: str) -> None:
+    """Stop pointing at ``ref`` (a duplicate launch that found the run claimed elsewhere)."""
+    mine = (runs.c.id == run_id, runs.c.external_ref == ref)
+    conn.execute(update(runs).where(*mine).values(external_ref=None))
+
+
 # --- items -----------------------------------------------------------------------------------
 
 
@@ -407,6 +413,7 @@ __all__ = [
     "RunRow",
     "append_log",
     "claim_run",
+    "clear_external_ref",
     "create_items",
     "create_run",
     "finish_item",

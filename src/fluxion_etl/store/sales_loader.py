@@ -27,7 +27,7 @@ SALES_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SalesLine))
 KEY_FIELDS = ("invoice_number", "line_number")
 # Everything but the key: what makes a stored line "changed".
 VALUE_FIELDS = tuple(n for n in SALES_FIELDS if n not in KEY_FIELDS)
-SALES_STAGE = "fluxion_stage_sales"
+SALES_STAGE = "fluxion_stage_sales_lines"  # the lines alone: the location is bound
 KEYS_STAGE = "fluxion_stage_sales_keys"
 
 
@@ -75,62 +75,39 @@ def _upsert_postgres(
     run_id: int | None,
     now: datetime,
 ) -> tuple[int, int]:
-    """COPY into a staging table, insert the new lines, then update the changed ones.
+    """COPY into a staging table, then one ``INSERT … ON CONFLICT DO UPDATE … WHERE`` that counts.
 
-    Two set-based statements, each safe whatever the planner believes. The insert finds existing
-    keys through ``ON CONFLICT … DO NOTHING`` (the unique index, always; no row lock). The update
-    joins the staged lines with the stored ones and rewrites only lines that differ, so identical
-    lines are neither written nor locked. It is planned after the insert, when the table's size is
-    known (a per-line probe planned before a first load sees an empty table, may choose a
-    sequential scan, and then rescans the growing table for every line), and with statistics.
+    The unique index finds each stored line once (whatever the planner believes about the
+    table's size). A line whose values are all equal is not updated: no new row version, its
+    ``xmin`` stays. PostgreSQL does take a row lock on it before it evaluates the ``WHERE`` (the
+    tuple's ``xmax`` records the lock); that is the price of finding, inserting and comparing in
+    one pass instead of two. ``RETURNING xmax = 0`` tells an inserted line (no locker) from an
+    updated one (locked by this transaction first), and the outer ``SELECT`` counts both, so
+    the lines never travel back to the client.
     """
-    columns = [sales_lines.c.location_id, *_field_columns()]
-    stage(conn, SALES_STAGE, columns, lines, leading=(location_id,))
-    params = {"run_id": run_id, "now": now}
-    inserted = int(conn.execute(_postgres_insert_new(), params).rowcount)
-    if inserted == len(lines):  # every line was new: nothing stored can differ
-        return inserted, 0
-    _ensure_statistics(conn)
-    updated = int(conn.execute(_postgres_update_changed(conn), params).rowcount)
-    return inserted, updated
+    stage(conn, SALES_STAGE, _field_columns(), lines)
+    params = {"location_id": location_id, "run_id": run_id, "now": now}
+    inserted, written = conn.execute(_postgres_merge(), params).one()
+    return int(inserted), int(written) - int(inserted)
 
 
-def _ensure_statistics(conn: Connection) -> None:
-    """Analyze ``sales_lines`` while it has no statistics (a fresh database's first loads).
-
-    Without them PostgreSQL guesses row counts from column widths, rates the three indexes that
-    start with ``location_id`` alike and takes the smallest, ``(location_id, business_day)``:
-    the update then scans all the location's lines for every staged line. Autovacuum fixes that
-    only a minute or more later, mid-backfill. Run after the insert, so the sample has rows.
-    """
-    if conn.exec_driver_sql(_NO_STATISTICS).scalar_one():
-        conn.exec_driver_sql("ANALYZE sales_lines")
-
-
-_NO_STATISTICS = "SELECT reltuples <= 0 FROM pg_class WHERE oid = 'sales_lines'::regclass"
-
-
-def _postgres_insert_new() -> TextClause:
-    staged = column_list(("location_id", *SALES_FIELDS), "s")
+def _postgres_merge() -> TextClause:
+    assignments = ", ".join(f"{n} = excluded.{n}" for n in VALUE_FIELDS)
     return _typed(
         f"""
-        INSERT INTO sales_lines (location_id, {column_list(SALES_FIELDS)}, loaded_at, run_id)
-        SELECT {staged}, :now, CAST(:run_id AS BIGINT) FROM {SALES_STAGE} AS s
-        ON CONFLICT ON CONSTRAINT uq_sales_lines_key DO NOTHING
-        """  # noqa: S608 - identifiers are our own constants; values are bound
-    )
-
-
-def _postgres_update_changed(conn: Connection) -> TextClause:
-    assignments = ", ".join(f"{n} = s.{n}" for n in VALUE_FIELDS)
-    return _typed(
-        f"""
-        UPDATE sales_lines AS t
-        SET {assignments}, loaded_at = :now, run_id = CAST(:run_id AS BIGINT)
-        FROM {SALES_STAGE} AS s
-        WHERE t.location_id = s.location_id
-          AND t.invoice_number = s.invoice_number AND t.line_number = s.line_number
-          AND {differs(conn, "t", "s", VALUE_FIELDS)}
+        WITH written AS (
+            INSERT INTO sales_lines AS t
+                (location_id, {column_list(SALES_FIELDS)}, loaded_at, run_id)
+            SELECT CAST(:location_id AS VARCHAR), {column_list(SALES_FIELDS, "s")},
+                   :now, CAST(:run_id AS BIGINT)
+            FROM {SALES_STAGE} AS s
+            ON CONFLICT ON CONSTRAINT uq_sales_lines_key DO UPDATE
+            SET {assignments}, loaded_at = excluded.loaded_at, run_id = excluded.run_id
+            WHERE ({column_list(VALUE_FIELDS, "t")})
+                  IS DISTINCT FROM ({column_list(VALUE_FIELDS, "excluded")})
+            RETURNING t.xmax = 0 AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FROM written
         """  # noqa: S608 - identifiers are our own constants; values are bound
     )
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 from store_builders import sales_line, sales_lines
 
 from fluxion_etl.domain.records import SalesLine
-from fluxion_etl.store.bulk import columns_of, sqlite_rows
+from fluxion_etl.store.bulk import columns_of, money_texts, sqlite_rows, utc_texts
 from fluxion_etl.store.sales_rows import sqlite_row_encoder
 from fluxion_etl.store.schema import sales_lines as sales_table
+from fluxion_etl.store.types import decimal_text, utc_text
 
 DECIMALS = [
     Decimal("886.50"),
@@ -77,3 +81,32 @@ def test_the_spelled_out_sales_row_matches_the_generic_encoding() -> None:
     spelled_out = list(map(sqlite_row_encoder("tienda_01", "2026-01-05 20:00:00.000000", 3), lines))
 
     assert spelled_out == generic
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True) | st.sampled_from(DECIMALS[:-1]))
+def test_a_memoised_decimal_text_is_the_canonical_text(value: Decimal) -> None:
+    try:
+        expected: object = decimal_text(value)
+    except InvalidOperation:  # a signalling NaN: both refuse it
+        expected = InvalidOperation
+    try:
+        got: object = money_texts()[str(value)]
+    except InvalidOperation:
+        got = InvalidOperation
+    assert got == expected
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-4)), timezone(timedelta(0))]),
+    )
+)
+def test_a_memoised_instant_text_is_the_utc_text(value: datetime) -> None:
+    assert utc_texts()[value] == utc_text(value)
+
+
+def test_a_naive_instant_is_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        utc_texts()[datetime(2026, 1, 5, 11, 0)]

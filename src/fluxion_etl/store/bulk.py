@@ -15,8 +15,8 @@ PostgreSQL), so staged and stored values compare equal when they are equal.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import date
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import Decimal, getcontext
 from itertools import repeat
 from operator import attrgetter
 from typing import Any
@@ -168,7 +168,24 @@ class Memo(dict[Any, Any]):
 
 
 def _canonical_decimal_text(text: str) -> str:
-    return decimal_text(Decimal(text))
+    """``decimal_text(Decimal(text))`` for ``text = str(some Decimal)``, without the Decimal when
+    the text is canonical already (most are: a million values per large load).
+
+    ``str(Decimal)`` spells a finite value as plain digits unless it needs an exponent (``E``).
+    Plain digits are canonical unless a fraction ends in a zero or the value is ``-0``; names
+    (``NaN``, ``Infinity``), exponents and texts longer than the context's precision (which
+    ``normalize`` would round) take the exact path.
+    """
+    if (
+        "E" in text
+        or "N" in text
+        or "I" in text
+        or text == "-0"
+        or (text[-1:] == "0" and "." in text)
+        or len(text) > getcontext().prec
+    ):
+        return decimal_text(Decimal(text))
+    return text
 
 
 def money_texts() -> Memo:
@@ -183,9 +200,20 @@ def money_texts() -> Memo:
     return memo
 
 
+def _utc_text(value: datetime) -> str:
+    """``utc_text(value)``, through ``isoformat`` (C) rather than ``strftime`` (several times
+    slower) where both spell the same: aware times from year 1000 on."""
+    if value.tzinfo is None:
+        return utc_text(value)  # raises: naive times are refused
+    instant = value.astimezone(UTC)
+    if instant.year < 1000:  # strftime does not pad %Y
+        return utc_text(value)
+    return instant.isoformat(" ", "microseconds")[:26]
+
+
 def utc_texts() -> Memo:
     """An aware datetime → the UTC text ``UtcDateTime`` stores on SQLite."""
-    return Memo(utc_text)
+    return Memo(_utc_text)
 
 
 def _encode_for_sqlite(column: Column[Any], values: Sequence[Any]) -> Sequence[Any]:

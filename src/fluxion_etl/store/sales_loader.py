@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import Column, Connection, TextClause, bindparam, text
@@ -29,6 +30,9 @@ KEY_FIELDS = ("invoice_number", "line_number")
 VALUE_FIELDS = tuple(n for n in SALES_FIELDS if n not in KEY_FIELDS)
 SALES_STAGE = "fluxion_stage_sales_lines"  # the lines alone: the location is bound
 KEYS_STAGE = "fluxion_stage_sales_keys"
+
+
+_key_of = attrgetter(*KEY_FIELDS)  # SalesLine.key, without a Python call per line
 
 
 class SalesKey(NamedTuple):
@@ -54,7 +58,7 @@ def load_sales(
     now: datetime,
 ) -> LoadResult:
     """Upsert ``lines`` of one location; in-batch duplicates are stored once (the last one wins)."""
-    unique = list({line.key: line for line in lines}.values())
+    unique = list(dict(zip(map(_key_of, lines), lines, strict=True)).values())
     if not unique:
         return LoadResult(0, 0, 0)
     if is_postgres(conn):

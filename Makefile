@@ -23,10 +23,11 @@ $(VENV)/.dev: requirements/dev.lock pyproject.toml | $(BIN)/python
 demo: $(VENV)/.runtime
 	$(BIN)/fluxion-etl demo
 
-## Run the whole test suite (SQLite and PostgreSQL; browser tests where Chromium is installed).
-## The soak's short mode (minutes, its own PostgreSQL cluster) runs with `make soak-short`.
+## Run the whole test suite (SQLite and PostgreSQL; browser tests where Chromium is installed),
+## the soak's short mode included: it starts with the session, beside the other tests, on its own
+## PostgreSQL cluster (docs/RELIABILITY.md). `make soak-short` runs only the soak.
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest --ignore=tests/soak/test_soak_short.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 soak-short: $(VENV)/.dev
 	$(BIN)/python -m pytest -s tests/soak/test_soak_short.py

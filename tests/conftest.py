@@ -156,3 +156,32 @@ def _fresh_migrated(dialect: str, tmp_path: Path, templates: dict[str, str]) -> 
             conn.execute(table.delete())
     eng.dispose()
     yield url
+
+
+# --- the short soak, beside the suite ------------------------------------------------------------
+
+SOAK_TEST = "tests/soak/test_soak_short.py::test_short_soak_loses_duplicates_and_strands_nothing"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the soak at once when its test was collected: it runs beside the rest of the suite
+    (it mostly waits on its simulated clock) and its test collects the verdict."""
+    if session.config.option.collectonly or not any(
+        item.nodeid == SOAK_TEST for item in session.items
+    ):
+        return
+    from soak_background import SOAK
+
+    from fluxion_etl.soak.cluster import find_bindir
+
+    if find_bindir() is not None:
+        SOAK.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A session that ends before the soak's test (``-x``, Ctrl-C) interrupts the soak."""
+    import sys
+
+    module = sys.modules.get("soak_background")
+    if module is not None:
+        module.SOAK.stop()

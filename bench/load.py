@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -343,6 +345,126 @@ def measure(
     return results
 
 
+# --- batch by batch ------------------------------------------------------------------------------
+
+# Loads one batch (index ``i`` of a phase) of one target in one transaction; returns nothing.
+BatchLoader = Callable[[str, str, int], None]
+
+
+def _ours_batches(engine: Engine, data: Data) -> BatchLoader:
+    def load(target: str, phase: str, i: int) -> None:
+        with engine.begin() as conn:
+            if target == "inventory":
+                b = data.inventory[phase][i]
+                load_inventory(
+                    conn, location_id=b.location_id, warehouse_code=b.warehouse_code,
+                    items=b.items, run_id=None, now=NOW,
+                )  # fmt: skip
+            else:
+                s = data.sales[phase][i]
+                load_sales(conn, location_id=s.location_id, lines=s.lines, run_id=None, now=NOW)
+
+    return load
+
+
+def _baseline_batches(
+    conn: psycopg.Connection[Any], rows: dict[tuple[str, str], Any]
+) -> BatchLoader:
+    def load(target: str, phase: str, i: int) -> None:
+        batch = [rows[(target, phase)][i]]
+        if target == "inventory":
+            baseline.load_inventory(conn, batch, NOW)
+        else:
+            baseline.load_sales(conn, batch, NOW)
+
+    return load
+
+
+def _plain_sqlite_batches(
+    conn: sqlite3.Connection, rows: dict[tuple[str, str], Any]
+) -> BatchLoader:
+    def load(target: str, phase: str, i: int) -> None:
+        batch = [rows[(target, phase)][i]]
+        if target == "inventory":
+            peers.sqlite_executemany_inventory_on(conn, batch, NOW)
+        else:
+            peers.sqlite_executemany_sales_on(conn, batch, NOW)
+
+    return load
+
+
+def measure_interleaved(dialect: str, data: Data, repeats: int, targets: Sequence[str]) -> Results:
+    """Ours and the one contender the target compares it with (PostgreSQL: the baseline;
+    SQLite: the plain ``executemany`` upsert), each in a database of its own, batch by batch:
+    every transaction of ours is timed right beside the same transaction of the other, the
+    order alternating, so both meet the same moments of a shared machine."""
+    other = "baseline COPY + merge" if dialect == "postgresql" else "executemany upsert"
+    rows = {
+        (target, phase): (data.inventory_rows if target == "inventory" else data.sales_rows)(phase)
+        for target in targets
+        for phase in PHASES
+    }
+    results: Results = defaultdict(list)
+    for _repeat in range(repeats):
+        for target in targets:
+            with _interleaved_pair(dialect, data, rows) as (urls, loaders):
+                for phase in PHASES:
+                    for url in urls:
+                        checkpoint(url)
+                    took = _time_batches(loaders, target, phase, len(rows[(target, phase)]))
+                    for name, seconds_taken in zip(("ours", other), took, strict=True):
+                        results[(target, name, phase)].append(seconds_taken)
+                    progress(
+                        f"{target} {phase}: ours {took[0]:.2f} s, {other} {took[1]:.2f} s "
+                        f"({took[0] / took[1]:.2f}x)"
+                    )
+    return results
+
+
+def _time_batches(
+    loaders: Sequence[BatchLoader], target: str, phase: str, count: int
+) -> list[float]:
+    took = [0.0] * len(loaders)
+    for i in range(count):
+        order = range(len(loaders)) if i % 2 == 0 else reversed(range(len(loaders)))
+        for k in order:
+            with stopwatch() as elapsed:
+                loaders[k](target, phase, i)
+            took[k] += elapsed()
+    return took
+
+
+@contextmanager
+def _interleaved_pair(
+    dialect: str, data: Data, rows: dict[tuple[str, str], Any]
+) -> Iterator[tuple[list[str], list[BatchLoader]]]:
+    """Two fresh, migrated databases: one for ours, one for the other contender."""
+    if dialect == "postgresql":
+        with bench_database("load_ours") as ours_url, bench_database("load_other") as other_url:
+            for url in (ours_url, other_url):
+                migrate(url)
+            engine = _warm_engine(ours_url)
+            try:
+                with psycopg.connect(plain_dsn(other_url)) as conn:
+                    loaders = [_ours_batches(engine, data), _baseline_batches(conn, rows)]
+                    yield [ours_url, other_url], loaders
+            finally:
+                engine.dispose()
+        return
+    peers.register_sqlite_adapters()
+    with tempfile.TemporaryDirectory(prefix="fluxion-bench-") as tmp:
+        ours_file, plain_file = Path(tmp) / "ours.db", Path(tmp) / "plain.db"
+        for path in (ours_file, plain_file):
+            migrate(f"sqlite:///{path}")
+        engine = _warm_engine(f"sqlite:///{ours_file}")
+        conn = peers.sqlite_connection(plain_file)
+        try:
+            yield [], [_ours_batches(engine, data), _plain_sqlite_batches(conn, rows)]
+        finally:
+            conn.close()
+            engine.dispose()
+
+
 @dataclass
 class Report:
     machine: dict[str, Any]
@@ -432,6 +554,7 @@ def run(
     targets: Sequence[str] = ("inventory", "sales"),
     dlt_repeats: int = REPEATS,
     only: Sequence[str] = (),
+    interleave: bool = False,
 ) -> Report:
     scale = SCALES[scale_name]
     data = generate(scale)
@@ -439,7 +562,9 @@ def run(
     report = Report(machine(), scale_name, data.counts(), {})
     with_dlt = with_dlt and peers.dlt_available()
     for dialect in dialects:
-        if dialect == "postgresql":
+        if interleave:
+            report.results[dialect] = measure_interleaved(dialect, data, repeats, targets)
+        elif dialect == "postgresql":
             with bench_database("load") as url:
                 migrate(url)
                 contenders = postgres_contenders(
@@ -471,6 +596,12 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument(
         "--only", default="", help="comma-separated name prefixes of contenders (default: all)"
     )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="ours and its target contender only (PostgreSQL: the baseline; SQLite: executemany),"
+        " each in its own database, timed transaction by transaction side by side",
+    )
     args = parser.parse_args(argv)
     exit_cleanly_on_sigterm()
     report = run(
@@ -481,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         targets=args.targets.split(","),
         dlt_repeats=args.dlt_repeats,
         only=[p for p in args.only.split(",") if p],
+        interleave=args.interleave,
     )
     print(report.markdown())
     return report

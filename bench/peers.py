@@ -79,7 +79,7 @@ def pg_executemany_inventory(dsn: str, batches: InventoryRows, at: datetime) -> 
 # --- sqlite3 executemany --------------------------------------------------------------------------
 
 
-def _sqlite(path: Path) -> sqlite3.Connection:
+def sqlite_connection(path: Path) -> sqlite3.Connection:
     """WAL and synchronous=NORMAL, as the product's engine sets them; explicit transactions."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -95,27 +95,37 @@ def register_sqlite_adapters() -> None:
 
 
 def sqlite_executemany_sales(path: Path, batches: SalesRows, at: datetime) -> None:
-    sql = _sales_upsert("?", "IS NOT", "excluded")
-    conn = _sqlite(path)
+    conn = sqlite_connection(path)
     try:
-        for location, rows in batches:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, [(location, *row, at) for row in rows])
-            conn.execute("COMMIT")
+        sqlite_executemany_sales_on(conn, batches, at)
     finally:
         conn.close()
+
+
+def sqlite_executemany_sales_on(conn: sqlite3.Connection, batches: SalesRows, at: datetime) -> None:
+    sql = _sales_upsert("?", "IS NOT", "excluded")
+    for location, rows in batches:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, [(location, *row, at) for row in rows])
+        conn.execute("COMMIT")
 
 
 def sqlite_executemany_inventory(path: Path, batches: InventoryRows, at: datetime) -> None:
-    sql = _inventory_upsert("?", "IS NOT", "excluded")
-    conn = _sqlite(path)
+    conn = sqlite_connection(path)
     try:
-        for location, warehouse, rows in batches:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, [(location, warehouse, *row, at) for row in rows])
-            conn.execute("COMMIT")
+        sqlite_executemany_inventory_on(conn, batches, at)
     finally:
         conn.close()
+
+
+def sqlite_executemany_inventory_on(
+    conn: sqlite3.Connection, batches: InventoryRows, at: datetime
+) -> None:
+    sql = _inventory_upsert("?", "IS NOT", "excluded")
+    for location, warehouse, rows in batches:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, [(location, warehouse, *row, at) for row in rows])
+        conn.execute("COMMIT")
 
 
 # --- dlt ------------------------------------------------------------------------------------------

@@ -52,6 +52,20 @@ def test_load_benchmark_times_every_contender_in_every_phase(dialect: str) -> No
     assert "| ours |" in report.markdown()
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_interleaved_load_benchmark_times_ours_beside_its_target(dialect: str) -> None:
+    if dialect == "postgresql":
+        _require_postgres()
+    report = load.run("tiny", [dialect], repeats=1, with_dlt=False, interleave=True)
+
+    other = "baseline COPY + merge" if dialect == "postgresql" else "executemany upsert"
+    assert {c for (_t, c, _p) in report.results[dialect]} == {"ours", other}
+    for key, values in report.results[dialect].items():
+        assert len(values) == 1, key
+        assert _measured(values[0]), key
+    assert len(report.targets()) == 4
+
+
 def test_cycle_benchmark_runs_a_cold_and_a_steady_cycle_through_the_simulator() -> None:
     report = cycle.run("tiny", "sqlite")
 
@@ -86,7 +100,9 @@ def test_growth_benchmark_grows_locations_and_history() -> None:
 
 
 def test_service_benchmark_finds_one_run_per_idempotency_key() -> None:
-    report = service.run("sqlite", clients=8, requests=2, keys=3, fire_count=0, idle_seconds=0.5)
+    report = service.run(
+        service.Options("sqlite", clients=8, requests=2, keys=3, fire_count=0, idle_seconds=0.5)
+    )
 
     assert sum(report.answers.statuses.values()) == 16
     assert report.runs_created == 3

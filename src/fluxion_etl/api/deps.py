@@ -1,9 +1,14 @@
 """Dependencies of the routes, as ``Annotated`` aliases so signatures read like sentences:
-``def cancel(run_id: RunId, services: Services, caller: Admin)``."""
+``def cancel(run_id: RunId, services: Services, caller: Admin)``.
+
+FastAPI runs every plain ``def`` dependency in its thread pool, one hand-off per dependency and
+request; the ones that do no I/O are ``async def`` so that they run on the event loop at no cost.
+Only ``get_caller`` (one token lookup) goes to a thread.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -19,7 +24,7 @@ MAX_ID = 2**53
 bearer = HTTPBearer(auto_error=False, description="A token from `fluxion-etl token create`.")
 
 
-def get_services(request: Request) -> ServiceContext:
+async def get_services(request: Request) -> ServiceContext:
     services: ServiceContext = request.app.state.services
     return services
 
@@ -32,8 +37,8 @@ def get_caller(services: Services, credentials: Credentials) -> Caller:
     return authenticate(services, credentials)
 
 
-def require(scope: Scope) -> Callable[[Caller], Caller]:
-    def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+def require(scope: Scope) -> Callable[[Caller], Awaitable[Caller]]:
+    async def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
         return authorize(caller, scope)
 
     check.__name__ = f"require_{scope.value}"

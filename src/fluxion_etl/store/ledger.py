@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 
 from fluxion_etl.domain.requests import ItemCounters, RunRequest, SubmitResult
 from fluxion_etl.domain.schedules import fire_key
@@ -190,6 +190,16 @@ def _run_values(request: RunRequest, *, now: datetime, launcher: str | None) -> 
 
 def get_run(conn: Connection, run_id: int) -> RunRow | None:
     row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+    return None if row is None else RunRow.from_row(row)
+
+
+# Every trigger runs this lookup: built once, it skips rebuilding and re-keying the statement.
+_RUN_BY_KEY = select(runs).where(runs.c.idempotency_key == bindparam("key"))
+
+
+def run_for_key(conn: Connection, key: str) -> RunRow | None:
+    """The run created for idempotency key ``key`` (a unique column), if any."""
+    row = conn.execute(_RUN_BY_KEY, {"key": key}).mappings().first()
     return None if row is None else RunRow.from_row(row)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.store.schema import api_tokens
@@ -27,6 +27,9 @@ TOKEN_PREFIX = "flx_"  # noqa: S105 - a public marker, not a secret
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:\-]{0,99}$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_SECRET_LENGTH = 200
+# Every API request runs this lookup: built once, it skips rebuilding and re-keying the statement
+# (about half the client-side cost of the query).
+_BY_HASH = select(api_tokens).where(api_tokens.c.token_hash == bindparam("digest"))
 
 
 class Scope(StrEnum):
@@ -119,8 +122,7 @@ def verify_token(conn: Connection, secret: str) -> TokenInfo | None:
     if not is_well_formed(secret):
         return None
     digest = hash_token(secret)
-    query = select(api_tokens).where(api_tokens.c.token_hash == digest)
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(_BY_HASH, {"digest": digest}).mappings().first()
     if row is None or not hmac.compare_digest(str(row["token_hash"]), digest):
         return None
     info = _info(row)

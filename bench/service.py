@@ -1,12 +1,15 @@
 """``python -m bench.service``: the trigger API under concurrent callers, and the scheduler.
 
-A real ``fluxion-etl serve`` process (inline launcher, embedded scheduler) over a small simulated
-chain, driven from this process over loopback:
+A real ``fluxion-etl serve`` process (embedded scheduler) over a small simulated chain, driven
+from this process over loopback:
 
-    latency   ``--clients`` concurrent callers, each sending ``--requests`` ``POST /api/etl/sync``
-              in turn; the Idempotency-Keys come from ``--keys`` distinct values, so exactly that
-              many runs must exist afterwards (more would be duplicates). Latency percentiles are
-              of the whole HTTP exchange as the caller sees it.
+    latency   ``--clients`` concurrent callers, each on its own keep-alive connection, each sending
+              ``--requests`` ``POST /api/etl/sync`` in turn; the Idempotency-Keys come from
+              ``--keys`` distinct values, so at most that many runs may exist afterwards (more
+              would be duplicates). Latency percentiles are of the whole HTTP exchange as the
+              caller sees it. Once per ``--launcher`` (``inline``: the runs execute in the serve
+              process; ``subprocess``: in child processes, as ECS keeps them out of it), each on a
+              fresh database and server; the driver's own CPU and the server's are reported.
     fires     a schedule firing every minute: delay from the scheduled instant to the run row.
     idle      that schedule disabled, nothing running: CPU of the serve process over a window.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import func, select
@@ -71,17 +76,24 @@ def config_text() -> str:
 
 
 @contextmanager
-def served(database: str, klk: str, config: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``python -m fluxion_etl serve`` on a free loopback port; yields (URL, process)."""
+def served(
+    database: str, klk: str, config: Path, *, launcher: str = "inline", source: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``python -m fluxion_etl serve`` on a free loopback port; yields (URL, process).
+
+    ``source``: serve the package found there (another checkout's ``src``) instead of this one.
+    """
     env = {
         **os.environ,
         "FLUXION_DATABASE_URL": database,
         "FLUXION_KLK_BASE_URL": klk,
         "FLUXION_CONFIG": str(config),
         "FLUXION_LOG_FORMAT": "json",
-        "FLUXION_LAUNCHER": "inline",
+        "FLUXION_LAUNCHER": launcher,
         "FLUXION_SCHEDULER": "embedded",
     }
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(source), env.get("PYTHONPATH"))))
     command = [sys.executable, "-m", "fluxion_etl", "serve", "--port", "0", "--grace", "5"]
     process = subprocess.Popen(
         command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
@@ -126,6 +138,8 @@ def _announced_url(process: subprocess.Popen[str], timeout: float = 60) -> str:
 
 # --- latency --------------------------------------------------------------------------------------
 
+BODY = b'{"ubicacion_id": "tienda_01"}'
+
 
 @dataclass
 class Answers:
@@ -133,40 +147,118 @@ class Answers:
     statuses: Counter[int] = field(default_factory=Counter)
     run_ids: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     created: Counter[str] = field(default_factory=Counter)  # 202 answers per key
+    wall_s: float = 0.0  # from the gate opening to the last answer
+    driver_cpu_s: float = 0.0  # this process's CPU over the same window
+    server_cpu_s: float = 0.0  # the serve process's CPU (and its children's) over it
+
+    def record(self, key: str, started: float, status: int, body: bytes) -> None:
+        self.latencies.append(time.perf_counter() - started)
+        self.statuses[status] += 1
+        if status in (200, 202):
+            self.run_ids[key].add(int(json.loads(body)["run_id"]))
+        if status == 202:
+            self.created[key] += 1
 
 
-async def _caller(
+def _key(index: int, n: int, requests: int, keys: int) -> str:
+    return f"bench-{(index * requests + n) % keys}"
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol for the bench.
+
+    httpx costs the driver about as much CPU per request as the server spends answering it, and
+    the driver shares the machine's two cores with the server; this client costs a fraction of
+    that. It still sends the whole request a caller sends and waits for the whole answer.
+    """
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: str
+    ) -> None:
+        self.reader, self.writer, self.head = reader, writer, head
+
+    @classmethod
+    async def open(cls, url: str, token: str) -> RawConnection:
+        parsed = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+        head = (
+            f"POST /api/etl/sync HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(BODY)}\r\n"
+        )
+        return cls(reader, writer, head)
+
+    async def post(self, key: str) -> tuple[int, bytes]:
+        """Send one trigger and read its whole answer: (status, body)."""
+        self.writer.write(f"{self.head}Idempotency-Key: {key}\r\n\r\n".encode() + BODY)
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return int(head[0].split(" ", 2)[1]), await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def _raw_caller(
+    url: str, token: str, index: int, requests: int, keys: int, start: asyncio.Event, out: Answers
+) -> None:
+    connection = await RawConnection.open(url, token)
+    try:
+        await start.wait()
+        for n in range(requests):
+            key = _key(index, n, requests, keys)
+            started = time.perf_counter()
+            status, body = await connection.post(key)
+            out.record(key, started, status, body)
+    finally:
+        await connection.close()
+
+
+async def _httpx_caller(
     url: str, token: str, index: int, requests: int, keys: int, start: asyncio.Event, out: Answers
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as client:
+        await client.get("/healthz")  # connect before the gate, as the raw client does
         await start.wait()
         for n in range(requests):
-            key = f"bench-{(index * requests + n) % keys}"
+            key = _key(index, n, requests, keys)
             started = time.perf_counter()
             answer = await client.post(
                 "/api/etl/sync",
-                json={"ubicacion_id": "tienda_01"},
-                headers={"Idempotency-Key": key},
+                content=BODY,
+                headers={"Idempotency-Key": key, "Content-Type": "application/json"},
             )
-            out.latencies.append(time.perf_counter() - started)
-            out.statuses[answer.status_code] += 1
-            if answer.status_code in (200, 202):
-                out.run_ids[key].add(int(answer.json()["run_id"]))
-            if answer.status_code == 202:
-                out.created[key] += 1
+            out.record(key, started, answer.status_code, answer.content)
 
 
-async def _all_callers(url: str, token: str, clients: int, requests: int, keys: int) -> Answers:
+CALLERS = {"raw": _raw_caller, "httpx": _httpx_caller}
+
+
+async def _all_callers(
+    url: str, token: str, clients: int, requests: int, keys: int, *, driver: str, server_pid: int
+) -> Answers:
+    """Every caller connects, waits at one gate, then sends its requests one after another."""
     out = Answers()
     start = asyncio.Event()
+    caller = CALLERS[driver]
     tasks = [
-        asyncio.create_task(_caller(url, token, i, requests, keys, start, out))
+        asyncio.create_task(caller(url, token, i, requests, keys, start, out))
         for i in range(clients)
     ]
-    await asyncio.sleep(0.5)  # every caller is waiting at the gate
+    await asyncio.sleep(1.0)  # every caller has connected and waits at the gate
+    server_before, cpu_before = process_cpu_seconds(server_pid), time.process_time()
+    started = time.perf_counter()
     start.set()
     await asyncio.gather(*tasks)
+    out.wall_s = time.perf_counter() - started
+    out.driver_cpu_s = time.process_time() - cpu_before
+    out.server_cpu_s = process_cpu_seconds(server_pid) - server_before
     return out
 
 
@@ -222,8 +314,16 @@ def wait_until_idle(database: str, timeout: float = 120) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process itself."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process and of its children that have exited (run workers)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def idle_cpu_percent(pid: int, seconds: float) -> float:
@@ -236,17 +336,13 @@ def idle_cpu_percent(pid: int, seconds: float) -> float:
 
 
 @dataclass
-class ServiceReport:
-    machine: dict[str, Any]
-    dialect: str
-    clients: int
-    requests: int
+class Contender:
+    """One latency measurement: a server (this checkout or ``--compare-src``) with a launcher."""
+
+    label: str
     keys: int
     answers: Answers
-    runs_created: int
-    fire_delays: list[float]
-    idle_cpu: float | None
-    load: str = ""
+    runs_created: int = 0
 
     @property
     def duplicates(self) -> int:
@@ -254,26 +350,86 @@ class ServiceReport:
         split = sum(1 for ids in self.answers.run_ids.values() if len(ids) > 1)
         return max(0, self.runs_created - self.keys) + split
 
+    def rows(self) -> list[str]:
+        out = self.answers
+        lat = [v * 1000 for v in out.latencies]
+        count = len(lat)
+        wall = out.wall_s or float("nan")
+        return [
+            f"{count:,}",
+            ", ".join(f"{k}: {v}" for k, v in sorted(out.statuses.items())),
+            " / ".join(f"{percentile(lat, q):,.0f}" for q in (0.5, 0.95, 0.99, 1.0)) + " ms",
+            f"{count / wall:,.0f} /s over {out.wall_s:.2f} s",
+            f"{out.server_cpu_s:.2f} s ({1000 * out.server_cpu_s / count:.1f} ms a request)",
+            f"{out.driver_cpu_s:.2f} s ({100 * out.driver_cpu_s / wall:.0f} % of one core)",
+            f"{self.runs_created} for {self.keys} keys",
+            str(self.duplicates),
+        ]
+
+
+ROW_NAMES = [
+    "requests",
+    "answers by status",
+    "latency p50 / p95 / p99 / max",
+    "answers a second",
+    "server CPU (serve + run workers)",
+    "driver CPU",
+    "runs created by the API",
+    "**duplicate runs**",
+]
+
+
+@dataclass
+class ServiceReport:
+    machine: dict[str, Any]
+    dialect: str
+    clients: int
+    requests: int
+    keys: int
+    driver: str
+    contenders: list[Contender]
+    fire_delays: list[float]
+    idle_cpu: float | None
+    idle_seconds: float = 0.0
+    load: str = ""
+
+    @property
+    def answers(self) -> Answers:
+        return self.contenders[0].answers
+
+    @property
+    def runs_created(self) -> int:
+        return self.contenders[0].runs_created
+
+    @property
+    def duplicates(self) -> int:
+        return sum(contender.duplicates for contender in self.contenders)
+
     def markdown(self) -> str:
-        lat = [v * 1000 for v in self.answers.latencies]
-        rows: list[list[Any]] = [
-            ["requests", f"{len(lat):,} from {self.clients} concurrent clients"],
-            ["answers", ", ".join(f"{k}: {v}" for k, v in sorted(self.answers.statuses.items()))],
-            ["latency p50 / p95 / p99 / max", " / ".join(
-                f"{percentile(lat, q):.0f} ms" for q in (0.5, 0.95, 0.99, 1.0))],
-            ["runs created for distinct keys", f"{self.runs_created} for {self.keys} keys"],
-            ["duplicate runs", str(self.duplicates)],
-        ]  # fmt: skip
+        head = (
+            f"On {self.dialect}; machine {self.machine}; {self.load}\n\n"
+            f"{self.clients} concurrent clients (one connection each, {self.driver} driver) x "
+            f"{self.requests} requests, Idempotency-Keys from {self.keys} values\n\n"
+        )
+        columns = [c.rows() for c in self.contenders]
+        rows = [[name, *(col[i] for col in columns)] for i, name in enumerate(ROW_NAMES)]
+        text = head + markdown_table(["", *(c.label for c in self.contenders)], rows)
+        scheduler: list[list[Any]] = []
         if self.fire_delays:
-            rows.append([
+            scheduler.append([
                 "scheduler fire delay (median / max)",
                 f"{statistics.median(self.fire_delays):.2f} s / {max(self.fire_delays):.2f} s "
                 f"over {len(self.fire_delays)} fires",
             ])  # fmt: skip
         if self.idle_cpu is not None:
-            rows.append(["serve process idle CPU", f"{self.idle_cpu:.2f} % of one core"])
-        head = f"On {self.dialect}; machine {self.machine}; {self.load}\n\n"
-        return head + markdown_table(["", "measured"], rows)
+            scheduler.append([
+                f"serve process idle CPU ({self.idle_seconds:.0f} s)",
+                f"{self.idle_cpu:.2f} % of one core",
+            ])  # fmt: skip
+        if scheduler:
+            label = self.contenders[0].label
+            text += "\n\n" + markdown_table(["", f"measured ({label})"], scheduler)
+        return text
 
 
 @contextmanager
@@ -282,6 +438,7 @@ def database(dialect: str, workdir: Path) -> Iterator[str]:
         with bench_database("service") as url:
             yield url
     else:
+        workdir.mkdir(parents=True, exist_ok=True)
         yield f"sqlite:///{workdir / 'service.db'}"
 
 
@@ -304,33 +461,88 @@ def count_runs(url: str) -> int:
     return int(count)
 
 
-def run(
-    dialect: str, clients: int, requests: int, keys: int, fire_count: int, idle_seconds: float
-) -> ServiceReport:
+@dataclass(frozen=True)
+class Options:
+    dialect: str = "postgresql"
+    clients: int = 200
+    requests: int = 5
+    keys: int = 50
+    fire_count: int = 3
+    idle_seconds: float = 30.0
+    launchers: tuple[str, ...] = ("inline",)
+    driver: str = "raw"
+    compare_src: Path | None = None
+
+
+def run(options: Options) -> ServiceReport:
+    """Every contender on a fresh database and server, one after another; fires and idle CPU on
+    the first one (this checkout, the first launcher)."""
     before = os.getloadavg()[0]
+    contenders: list[Contender] = []
+    delays: list[float] = []
+    idle: float | None = None
+    sources: list[Path | None] = (
+        [None] if options.compare_src is None else [None, options.compare_src]
+    )
     with (
         tempfile.TemporaryDirectory(prefix="fluxion-service-") as tmp,
         simulator_process(locations=LOCATIONS, skus=50, lines_per_day=30) as sim,
-        database(dialect, Path(tmp)) as url,
     ):
         config = Path(tmp) / "chain.toml"
         config.write_text(config_text())
-        migrate(url)
-        token = trigger_token(url)
-        with served(url, sim.url, config) as (api, process):
-            answers = asyncio.run(_all_callers(api, token, clients, requests, keys))
-            delays = wait_for_fires(url, fire_count, 70 * fire_count + 10) if fire_count else []
-            idle = None
-            if idle_seconds > 0:
-                disable_fires(url)
-                wait_until_idle(url)
-                idle = idle_cpu_percent(process.pid, idle_seconds)
-        created = count_runs(url)
+        for launcher in options.launchers:
+            for source in sources:
+                first = not contenders
+                label = f"{launcher} launcher" + ("" if source is None else f", {source}")
+                with database(options.dialect, Path(tmp) / str(len(contenders))) as url:
+                    migrate(url)
+                    token = trigger_token(url)
+                    with served(url, sim.url, config, launcher=launcher, source=source) as (
+                        api,
+                        process,
+                    ):
+                        answers = asyncio.run(
+                            _all_callers(
+                                api,
+                                token,
+                                options.clients,
+                                options.requests,
+                                options.keys,
+                                driver=options.driver,
+                                server_pid=process.pid,
+                            )
+                        )
+                        if first:
+                            delays, idle = _scheduler(url, process, options)
+                        wait_until_idle(url)
+                    contenders.append(Contender(label, options.keys, answers, count_runs(url)))
     report = ServiceReport(
-        machine(), dialect, clients, requests, keys, answers, created, delays, idle
+        machine(),
+        options.dialect,
+        options.clients,
+        options.requests,
+        options.keys,
+        options.driver,
+        contenders,
+        delays,
+        idle,
+        options.idle_seconds,
     )
     report.load = load_note(before, os.getloadavg()[0])
     return report
+
+
+def _scheduler(
+    url: str, process: subprocess.Popen[str], options: Options
+) -> tuple[list[float], float | None]:
+    """Fire delays, then idle CPU once the schedule is disabled and nothing runs."""
+    count = options.fire_count
+    delays = wait_for_fires(url, count, 70 * count + 10) if count else []
+    if options.idle_seconds <= 0:
+        return delays, None
+    disable_fires(url)
+    wait_until_idle(url)
+    return delays, idle_cpu_percent(process.pid, options.idle_seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> ServiceReport:
@@ -343,12 +555,39 @@ def main(argv: Sequence[str] | None = None) -> ServiceReport:
     parser.add_argument("--requests", type=int, default=5, help="per client")
     parser.add_argument("--keys", type=int, default=50, help="distinct Idempotency-Keys")
     parser.add_argument("--fires", type=int, default=3, help="scheduled fires to time (0: skip)")
-    parser.add_argument("--idle-seconds", type=float, default=30, help="0: skip")
+    parser.add_argument("--idle-seconds", type=float, default=60, help="0: skip")
+    parser.add_argument(
+        "--launchers",
+        default="inline,subprocess",
+        help="comma-separated: inline (runs execute in the serve process), subprocess",
+    )
+    parser.add_argument(
+        "--driver",
+        choices=sorted(CALLERS),
+        default="raw",
+        help="raw: a minimal HTTP/1.1 client (cheap); httpx: httpx.AsyncClient per caller",
+    )
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        help="also serve the package in this directory (e.g. `git archive` of an earlier "
+        "commit's src), interleaved with this checkout, for before/after ratios",
+    )
     args = parser.parse_args(argv)
     exit_cleanly_on_sigterm()
-    report = run(
-        args.dialect, args.clients, args.requests, args.keys, args.fires, args.idle_seconds
+    options = Options(
+        dialect=args.dialect,
+        clients=args.clients,
+        requests=args.requests,
+        keys=args.keys,
+        fire_count=args.fires,
+        idle_seconds=args.idle_seconds,
+        launchers=tuple(name.strip() for name in args.launchers.split(",") if name.strip()),
+        driver=args.driver,
+        compare_src=args.compare_src,
     )
+    print(f"uptime before: {os.getloadavg()}", flush=True)
+    report = run(options)
     print(report.markdown())
     return report
 

@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -75,8 +76,14 @@ def zone(name: str) -> ZoneInfo:
         raise CronError(name, "is not an IANA time zone (e.g. America/Caracas)") from None
 
 
+@lru_cache(maxsize=256)
 def validate_cron(expression: str) -> str:
-    """The expression with its whitespace normalised, or a CronError saying what to write."""
+    """The expression with its whitespace normalised, or a CronError saying what to write.
+
+    Remembered per expression (a pure function; a refusal is raised again each time): every
+    fire-time computation validates first, and parsing with croniter was most of the embedded
+    scheduler's idle CPU.
+    """
     normalised = " ".join(expression.split())
     fields = normalised.split(" ") if normalised else []
     if normalised.startswith("@"):

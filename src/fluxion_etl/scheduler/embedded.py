@@ -13,9 +13,11 @@ starts exactly one run and the others answer ``duplicate``. A fire whose ``fire`
 retried every poll until it starts or grows older than the maximum event age (then ``missed``).
 
 Between ticks the loop sleeps in the clock's time until the next fire time or the poll interval,
-whichever is first: idle it reads one small table per poll. ``start``/``stop`` run it in a
-thread (with a SystemClock or ScaledClock); with a ManualClock, drive ``tick`` yourself (its
-``sleep`` would advance the time for everyone).
+whichever is first. Idle, a tick reads one small table (so a change applies within one poll
+interval) and compares each schedule with what it was at the last tick: the next fire time of an
+unchanged schedule is remembered, not recomputed, and nothing is planned before it is due.
+``start``/``stop`` run it in a thread (with a SystemClock or ScaledClock); with a ManualClock,
+drive ``tick`` yourself (its ``sleep`` would advance the time for everyone).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class EmbeddedScheduler:
         self._cursors: dict[str, datetime] = {}
         self._schedules: list[ScheduleDef] = []
         self._errors: dict[tuple[str, datetime], str] = {}
+        # name -> (the definition, its first fire time after the last tick)
+        self._upcoming: dict[str, tuple[ScheduleDef, datetime]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_tick_at: datetime | None = None
@@ -78,9 +82,21 @@ class EmbeddedScheduler:
         self._schedules = self._load(now)
         answers: list[RecordedFire] = []
         for schedule in self._schedules:
+            if self._nothing_due(schedule, now):
+                continue  # its remembered next fire time is still the first one after now
             answers.extend(self._fire_due(schedule, now))
+            upcoming = cron.next_fire(schedule.cron, schedule.timezone, now)
+            self._upcoming[schedule.name] = (schedule, upcoming)
         self.last_tick_at = now
         return answers
+
+    def _nothing_due(self, schedule: ScheduleDef, now: datetime) -> bool:
+        """Unchanged since the last tick, no failed fire waiting, and its next fire time (after
+        the last tick) still ahead: every earlier fire was handled then, so none is due now."""
+        remembered = self._upcoming.get(schedule.name)
+        if remembered is None or remembered[0] != schedule or now >= remembered[1]:
+            return False
+        return not any(name == schedule.name for name, _ in self._errors)
 
     def _load(self, now: datetime) -> list[ScheduleDef]:
         with self._engine.connect() as conn:
@@ -153,9 +169,15 @@ class EmbeddedScheduler:
         after = self.last_tick_at or now
         wake = now + self._poll
         for schedule in self._schedules:
-            upcoming = cron.next_fire(schedule.cron, schedule.timezone, after)
+            upcoming = self._upcoming_after(schedule, after)
             wake = min(wake, max(upcoming, now))
         return wake
+
+    def _upcoming_after(self, schedule: ScheduleDef, after: datetime) -> datetime:
+        remembered = self._upcoming.get(schedule.name)
+        if remembered is not None and remembered[0] == schedule and after == self.last_tick_at:
+            return remembered[1]
+        return cron.next_fire(schedule.cron, schedule.timezone, after)
 
     def run(self) -> None:
         """Tick until ``stop``; an error (e.g. the database is down) is logged and retried."""

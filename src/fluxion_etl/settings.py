@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     run_log_max_lines: int = Field(2000, ge=10)
     circuit_failure_threshold: int = Field(3, ge=1)
     circuit_reset_seconds: float = Field(300.0, gt=0)
+    circuit_reset_max_seconds: float = Field(3600.0, gt=0)  # each failed probe doubles the period
 
     # Operations (fluxion_etl.ops): gaps and their recovery, alerts, metrics, retention.
     gap_days: int = Field(14, ge=1, le=92)

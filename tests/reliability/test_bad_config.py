@@ -354,6 +354,7 @@ WRONG_SETTINGS: dict[str, list[str]] = {
     "run_log_max_lines": ["5"],
     "circuit_failure_threshold": ["0"],
     "circuit_reset_seconds": ["0"],
+    "circuit_reset_max_seconds": ["0", "soon"],
     "gap_days": ["0", "93"],
     "auto_recover": ["maybe"],
     "auto_recover_max_in_flight": ["0", "17"],

@@ -118,6 +118,35 @@ def test_a_failed_probe_reopens_the_circuit_for_another_period(engine: Engine) -
     assert reopened.circuit_open_until == probe_time + RESET
 
 
+def test_each_failed_probe_doubles_the_open_period_up_to_the_maximum(engine: Engine) -> None:
+    periods, now = [], T0
+    with engine.begin() as conn:
+        for _ in range(7):
+            got = sync_state.record_failure(
+                conn,
+                job="sales",
+                location_id="t1",
+                now=now,
+                category=ErrorCategory.NETWORK,
+                message="connection refused",
+                threshold=3,
+                reset_after=RESET,
+                reset_max=timedelta(minutes=30),
+            )
+            if got.circuit_open_until is not None:
+                periods.append(got.circuit_open_until - now)
+                now = got.circuit_open_until  # the next probe, when the period ends
+            else:
+                now += timedelta(minutes=1)
+    minutes = [period / timedelta(minutes=1) for period in periods]
+    assert minutes == [5, 10, 20, 30, 30]
+
+
+def test_a_maximum_below_the_reset_period_keeps_the_period(engine: Engine) -> None:
+    assert sync_state.open_periods(timedelta(hours=2), timedelta(hours=1)) == [timedelta(hours=2)]
+    assert sync_state.open_periods(RESET, None) == [RESET]
+
+
 def test_a_success_closes_the_circuit_and_keeps_the_last_error_for_the_record(
     engine: Engine,
 ) -> None:

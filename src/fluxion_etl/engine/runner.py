@@ -270,6 +270,7 @@ def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
                     message=failure.message[:2000],
                     threshold=rt.settings.circuit_failure_threshold,
                     reset_after=timedelta(seconds=rt.settings.circuit_reset_seconds),
+                    reset_max=timedelta(seconds=rt.settings.circuit_reset_max_seconds),
                 )
     except SQLAlchemyError as exc:
         # e.g. the location's sync state row is locked: the ledger must still say it failed,

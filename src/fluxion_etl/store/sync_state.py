@@ -106,12 +106,16 @@ def record_failure(
     message: str,
     threshold: int,
     reset_after: timedelta,
+    reset_max: timedelta | None = None,
 ) -> SyncStateRow:
     """Count a failure; the ``threshold``-th in a row opens the circuit until now + reset_after.
 
+    Each failed half-open probe after that doubles the period, up to ``reset_max`` (never below
+    ``reset_after``; None: no growth): a KLK down for hours is asked less and less often.
     Returns the state afterwards, so the caller can tell (and alert) when the circuit opened.
     """
     error = {"last_attempt_at": now, "last_error_category": str(category)}
+    periods = open_periods(reset_after, reset_max)
     opens_now = threshold <= 1
     stmt = _insert(
         conn,
@@ -123,8 +127,14 @@ def record_failure(
         circuit_open_until=now + reset_after if opens_now else None,
     )
     failures = sync_state.c.consecutive_failures + 1
-    open_until = literal(now + reset_after, UtcDateTime())
-    reopen = case((failures >= threshold, open_until), else_=sync_state.c.circuit_open_until)
+    reopen = case(
+        (failures < threshold, sync_state.c.circuit_open_until),
+        *(
+            (failures == threshold + k, literal(now + period, UtcDateTime()))
+            for k, period in enumerate(periods[:-1])
+        ),
+        else_=literal(now + periods[-1], UtcDateTime()),
+    )
     row = (
         conn.execute(
             stmt.on_conflict_do_update(
@@ -140,6 +150,16 @@ def record_failure(
         .one()
     )
     return SyncStateRow.from_row(row)
+
+
+def open_periods(reset_after: timedelta, reset_max: timedelta | None) -> list[timedelta]:
+    """How long the circuit stays open after the threshold-th failure, then after each failed
+    probe: ``reset_after`` doubling up to ``reset_max``; the last period repeats."""
+    cap = max(reset_after, reset_max or reset_after)
+    periods = [reset_after]
+    while periods[-1] < cap and len(periods) < 32:
+        periods.append(min(periods[-1] * 2, cap))
+    return periods
 
 
 def circuit_allows(conn: Connection, *, job: str, location_id: str, now: datetime) -> bool:

@@ -242,10 +242,10 @@ def test_a_load_runs_the_same_statements_whatever_its_size(
 
 
 # As seen by SQLAlchemy, BEGIN aside:
-# PostgreSQL: create stage, empty it, one upsert that counts what it inserted and updated; the
-# COPY goes straight to the driver (one more).
+# PostgreSQL: create stage (emptied at every commit), one upsert that counts what it inserted
+# and updated; the COPY goes straight to the driver (one more).
 # SQLite: max(id), the executemany upsert (one statement), count of new ids.
-STATEMENTS_PER_LOAD = {"postgresql": 3, "sqlite": 3}
+STATEMENTS_PER_LOAD = {"postgresql": 2, "sqlite": 3}
 
 
 # --- voids ---------------------------------------------------------------------------------------
@@ -319,8 +319,9 @@ def test_void_detection_runs_the_same_statements_whatever_its_size(
     assert small == large == VOID_STATEMENTS[engine.dialect.name]
 
 
-# create stage, empty it, (SQLite: executemany of keys; PostgreSQL: COPY), delete.
-VOID_STATEMENTS = {"postgresql": 3, "sqlite": 4}
+# create stage, (SQLite: empty it, executemany of keys; PostgreSQL: COPY, emptied at commit),
+# delete.
+VOID_STATEMENTS = {"postgresql": 2, "sqlite": 4}
 
 
 def test_loads_count_within_the_callers_transaction(engine: Engine) -> None:

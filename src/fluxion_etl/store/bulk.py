@@ -89,13 +89,30 @@ def _create_stage(
         definitions.append(f"PRIMARY KEY ({column_list(key)})")
     body = ", ".join(definitions)
     if is_postgres(conn):
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body}) ON COMMIT DELETE ROWS"
-        )
-        conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - identifiers are our own constants; values are bound
+        _prepare_postgres_stage(conn, name, body)
     else:
         conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body})")
         conn.exec_driver_sql(f"DELETE FROM temp.{name}")  # noqa: S608 - identifiers are our own constants; values are bound
+
+
+# The transaction that last filled each staging table of a connection (in ``conn.info``).
+_STAGED_IN = "fluxion_staged_in"
+
+
+def _prepare_postgres_stage(conn: Connection, name: str, body: str) -> None:
+    """One statement, one round trip: the table is emptied at every commit (``ON COMMIT DELETE
+    ROWS``) and what a rolled-back transaction put in it is invisible, so only a table already
+    filled in this very transaction (several catalogues of one location) needs a ``DELETE``.
+    On a busy machine every round trip waits for the server process to get a core."""
+    transaction = conn.get_transaction()
+    staged_in: dict[str, object] = conn.info.setdefault(_STAGED_IN, {})
+    if transaction is not None and staged_in.get(name) is transaction:
+        conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - identifiers are our own constants; values are bound
+    else:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body}) ON COMMIT DELETE ROWS"
+        )
+    staged_in[name] = transaction
 
 
 def copy_rows(

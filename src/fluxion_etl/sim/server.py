@@ -29,9 +29,14 @@ LISTENING = "klk-sim listening on "
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A bound socket; port 0 picks a free one (read it back with ``getsockname``)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A bound socket; port 0 picks a free one (read it back with ``getsockname``).
+
+    Named IPPROTO_TCP so that asyncio sets TCP_NODELAY on every accepted connection (with proto
+    0 it does not, and an answer written as head then body waits for the client's delayed ACK,
+    40 ms on Linux, on every keep-alive call), as ``fluxion-etl serve`` does."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     return sock
 

@@ -16,7 +16,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, timedelta
 
 import structlog
-from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from fluxion_etl.domain.clock import real_seconds
@@ -351,7 +350,11 @@ def _finish(
     now = rt.clock.now()
     assert run.deadline_at is not None
     with rt.engine.begin() as conn:
-        _fail_unrecorded_items(conn, run.id, now=now)
+        # Items still unfinished are locations whose outcome never reached the database (e.g.
+        # it restarted while they failed one after another): never left so under a finished run.
+        ledger.fail_unfinished_items(
+            conn, run.id, now=now, category=ErrorCategory.DATABASE.value, message=UNRECORDED
+        )
         items = ledger.get_items(conn, run.id)
         status, category, message = _final_status(run, items, statuses, now, cancelled)
         ledger.finish_run(
@@ -365,23 +368,6 @@ UNRECORDED = (
     "its outcome could not be recorded (the database was unavailable); "
     "the next run syncs this location again"
 )
-
-
-def _fail_unrecorded_items(conn: Connection, run_id: int, *, now: datetime) -> None:
-    """Items still pending or running when the run ends are locations whose outcome never reached
-    the database (e.g. it restarted while they failed one after another): they end ``failed``
-    with category ``database``, never left unfinished under a finished run."""
-    for item in ledger.get_items(conn, run_id):
-        if item.status in (ItemStatus.PENDING, ItemStatus.RUNNING):
-            ledger.finish_item(
-                conn,
-                run_id,
-                item.location_id,
-                ItemStatus.FAILED,
-                now=now,
-                error_category=ErrorCategory.DATABASE.value,
-                error_message=UNRECORDED,
-            )
 
 
 def _final_status(

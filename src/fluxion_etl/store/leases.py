@@ -16,11 +16,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, RowMapping, delete, func, or_, select, update
 
-from fluxion_etl.domain.states import ErrorCategory, ItemStatus, Job, RunStatus
+from fluxion_etl.domain.states import ErrorCategory, Job, RunStatus
+from fluxion_etl.store import ledger
 from fluxion_etl.store.dialect import insert_for
-from fluxion_etl.store.schema import leases, run_items, runs
-
-_UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+from fluxion_etl.store.schema import leases, runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,20 +154,12 @@ def abandon_run(conn: Connection, run_id: int, *, now: datetime, message: str) -
     unfinished items failed with the same message, its leases freed. False (nothing written) when
     the run has already ended. The caller decides that the process is gone (a launcher that saw
     its worker exit, and made sure the worker was the run's owner)."""
-    verdict = _Verdict(RunStatus.ABANDONED, ErrorCategory.WORKER_LOST, message)
-    marked = conn.execute(
-        update(runs)
-        .where(runs.c.id == run_id, runs.c.status.in_(_UNFINISHED))
-        .values(
-            status=verdict.status.value,
-            finished_at=now,
-            error_category=ErrorCategory.WORKER_LOST.value,
-            error_message=message,
-        )
-    ).rowcount
-    if marked != 1:
+    lost = ErrorCategory.WORKER_LOST.value
+    if not ledger.finish_run(
+        conn, run_id, RunStatus.ABANDONED, now=now, error_category=lost, error_message=message
+    ):
         return False
-    _fail_unfinished_items(conn, run_id, verdict, now=now)
+    ledger.fail_unfinished_items(conn, run_id, now=now, category=lost, message=message)
     release_all(conn, run_id)
     return True
 
@@ -199,7 +190,10 @@ def _reap(
         )
     ).rowcount
     if marked:
-        _fail_unfinished_items(conn, row.id, verdict, now=now)
+        category = verdict.category.value if verdict.category else None
+        ledger.fail_unfinished_items(
+            conn, row.id, now=now, category=category, message=verdict.message
+        )
     return marked == 1
 
 
@@ -217,24 +211,6 @@ def _verdict(row: Row[Any], *, cutoff: datetime, ttl: timedelta) -> _Verdict:
         ErrorCategory.DEADLINE,
         f"deadline {_stamp(row.deadline_at)} passed more than {ttl} ago and process {owner} "
         "did not finish the run",
-    )
-
-
-def _fail_unfinished_items(
-    conn: Connection, run_id: int, verdict: _Verdict, *, now: datetime
-) -> None:
-    conn.execute(
-        update(run_items)
-        .where(
-            run_items.c.run_id == run_id,
-            run_items.c.status.in_((ItemStatus.PENDING.value, ItemStatus.RUNNING.value)),
-        )
-        .values(
-            status=ItemStatus.FAILED.value,
-            finished_at=now,
-            error_category=verdict.category.value if verdict.category else None,
-            error_message=verdict.message,
-        )
     )
 
 

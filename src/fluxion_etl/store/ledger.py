@@ -383,6 +383,23 @@ def finish_item(
     return result.rowcount == 1
 
 
+def fail_unfinished_items(
+    conn: Connection, run_id: int, *, now: datetime, category: str | None, message: str
+) -> int:
+    """Every item of the run still pending or running ends ``failed`` with this error (a run
+    ended without them: its process died, or their outcome never reached the database)."""
+    return conn.execute(
+        update(run_items)
+        .where(run_items.c.run_id == run_id, run_items.c.status.in_(UNFINISHED_ITEM))
+        .values(
+            status=ItemStatus.FAILED.value,
+            finished_at=now,
+            error_category=category,
+            error_message=message,
+        )
+    ).rowcount
+
+
 def _item_is(run_id: int, location_id: str) -> tuple[Any, ...]:
     return run_items.c.run_id == run_id, run_items.c.location_id == location_id
 
@@ -426,6 +443,7 @@ __all__ = [
     "clear_external_ref",
     "create_items",
     "create_run",
+    "fail_unfinished_items",
     "finish_item",
     "finish_run",
     "fire_key",

@@ -57,7 +57,7 @@ def queued_run(api: Api) -> int:
 def test_every_route_answers_as_declared_for_each_caller(
     api: Api, method: str, path: str, caller: str | None, expected: int
 ) -> None:
-    url = path.replace("{run_id}", str(queued_run(api)))
+    url = path.replace("{run_id}", str(queued_run(api))) if "{run_id}" in path else path
 
     answer = api.client.request(method, url, json=BODIES.get(path), headers=api.auth(caller))
 

@@ -131,10 +131,31 @@ def test_a_repeated_idempotency_key_answers_200_with_the_same_run(api_both: Api)
     assert len(api.launcher.launched) == 1
 
 
-def test_calls_without_a_key_are_new_requests(api: Api) -> None:
-    ids = {post(api, SYNC, {"ubicacion_id": "tienda_03"}).json()["run_id"] for _ in range(3)}
+def test_calls_without_a_key_are_new_requests_once_the_earlier_run_ended(api: Api) -> None:
+    ids = set()
+    for _ in range(3):
+        answer = post(api, SYNC, {"ubicacion_id": "tienda_03"})
+        assert answer.status_code == 202, answer.text
+        ids.add(answer.json()["run_id"])
+        with api.services.engine.begin() as conn:
+            ledger.finish_run(conn, answer.json()["run_id"], RunStatus.SUCCEEDED, now=NOW)
 
     assert len(ids) == 3
+
+
+def test_a_call_without_a_key_while_a_run_is_queued_for_its_location_is_busy(api: Api) -> None:
+    """A queued run takes its locations when it starts; a second run queued now would only find
+    them taken (skipped_busy), so the call is answered 409 with the queued run's id."""
+    first = post(api, SYNC, {"ubicacion_id": None}).json()["run_id"]
+
+    answer = post(api, SYNC, {"ubicacion_id": "tienda_03"})
+    other_job = post(api, SALES, {"ubicacion_id": "tienda_03"})
+
+    assert answer.status_code == 409, answer.text
+    assert (answer.json()["run_id"], answer.json()["status"]) == (first, "busy")
+    assert "tienda_03" in answer.json()["message"]
+    assert other_job.status_code == 202, other_job.text
+    assert run_count(api) == 2
 
 
 def test_a_repeated_key_of_a_finished_run_reports_its_final_status(api: Api) -> None:

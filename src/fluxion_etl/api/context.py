@@ -6,9 +6,11 @@ engine and the launcher before serving and closes them afterwards.
 
 from __future__ import annotations
 
+from asyncio import AbstractEventLoop
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine
 
@@ -41,6 +43,10 @@ class ServiceContext:
     schedule_periods: Callable[[], Mapping[Job, timedelta]] | None = None
     metrics: OpsMetrics | None = None
     read_engine: Engine = field(init=False)
+    # State kept per event loop (``api.lookups``): futures belong to the loop that made them.
+    loop_state: WeakKeyDictionary[AbstractEventLoop, object] = field(
+        init=False, default_factory=WeakKeyDictionary, repr=False
+    )
 
     def __post_init__(self) -> None:
         # Reads start a plain transaction: on SQLite they never queue behind a load's write lock.

@@ -2,8 +2,8 @@
 ``def cancel(run_id: RunId, services: Services, caller: Admin)``.
 
 FastAPI runs every plain ``def`` dependency in its thread pool, one hand-off per dependency and
-request; the ones that do no I/O are ``async def`` so that they run on the event loop at no cost.
-Only ``get_caller`` (one token lookup) goes to a thread.
+request; these are ``async def``: the ones without I/O run on the event loop at no cost, and
+``get_caller`` looks the token up together with concurrent requests' (``api.lookups``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fluxion_etl.api.context import ServiceContext
-from fluxion_etl.api.security import Caller, authenticate, authorize
+from fluxion_etl.api.security import Caller, authenticate_shared, authorize
 from fluxion_etl.store.tokens import Scope
 
 # Ids are bounded so a fuzzed 30-digit id is a 422, not a database overflow.
@@ -33,8 +33,8 @@ Services = Annotated[ServiceContext, Depends(get_services)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def get_caller(services: Services, credentials: Credentials) -> Caller:
-    return authenticate(services, credentials)
+async def get_caller(services: Services, credentials: Credentials) -> Caller:
+    return await authenticate_shared(services, credentials)
 
 
 def require(scope: Scope) -> Callable[[Caller], Awaitable[Caller]]:

@@ -12,7 +12,9 @@ whatever the method or body (not a 405 or a 422 that the routes' own checks woul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from anyio import to_thread
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
@@ -21,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.api.lookups import lookups
 from fluxion_etl.store import tokens
 from fluxion_etl.store.tokens import Scope
 
@@ -42,21 +45,50 @@ class Caller:
 def authenticate(
     services: ServiceContext, credentials: HTTPAuthorizationCredentials | None
 ) -> Caller:
+    """The caller behind ``credentials`` (401 when there is none); a blocking call."""
+    secret = _presented(credentials)
+    with services.read_engine.connect() as conn:
+        info = tokens.verify_token(conn, secret)
+    info = _known(info)
+    now = services.clock.now()
+    if tokens.needs_touch(info, now):
+        with services.engine.begin() as conn:
+            tokens.touch_token(conn, info.id, now=now)
+    return Caller(name=info.name, scope=info.scope)
+
+
+async def authenticate_shared(
+    services: ServiceContext, credentials: HTTPAuthorizationCredentials | None
+) -> Caller:
+    """``authenticate`` on the event loop, the token looked up together with those of concurrent
+    requests (``api.lookups``); its last use written once a minute per process."""
+    shared = lookups(services)
+    info = _known(await shared.token(_presented(credentials)))
+    now = services.clock.now()
+    if shared.should_touch(info, now):
+        await to_thread.run_sync(_touch, services, info.id, now)
+    return Caller(name=info.name, scope=info.scope)
+
+
+def _presented(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, MISSING_CREDENTIALS, headers=CHALLENGE)
-    with services.read_engine.connect() as conn:
-        info = tokens.verify_token(conn, credentials.credentials)
+    return credentials.credentials
+
+
+def _known(info: tokens.TokenInfo | None) -> tokens.TokenInfo:
     if info is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "the bearer token is unknown or revoked",
             headers=CHALLENGE,
         )
-    now = services.clock.now()
-    if tokens.needs_touch(info, now):
-        with services.engine.begin() as conn:
-            tokens.touch_token(conn, info.id, now=now)
-    return Caller(name=info.name, scope=info.scope)
+    return info
+
+
+def _touch(services: ServiceContext, token_id: int, now: datetime) -> None:
+    with services.engine.begin() as conn:
+        tokens.touch_token(conn, token_id, now=now)
 
 
 def authorize(caller: Caller, needed: Scope) -> Caller:

@@ -7,9 +7,11 @@ start_run:
   4. queue the run (the key's unique column makes concurrent repeats yield one run)
   5. launch it; a failed hand-off fails the run with category ``launch``: 503
 
-Steps 2 and 3 read through one pooled connection and the key is one indexed lookup; step 4 is one
+Step 4 is one
 ``INSERT … ON CONFLICT DO NOTHING``. The trigger path is hot (callers retry, schedules fire on the
-minute), so it makes as few database round trips as these guarantees allow.
+minute, many callers at once): ``start_api_run`` serves API calls on the event loop, their reads
+shared with concurrent calls and concurrent identical starts made once (``api.lookups``);
+``start_run`` is the blocking form for scheduler fires and the control centre.
 
 Scheduler fires skip step 3: a fire is answered so that it is never retried (SPEC §6), and the run
 it starts records each busy location as ``skipped_busy``.
@@ -17,21 +19,24 @@ it starts records each busy location as ``skipped_busy``.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 import structlog
+from anyio import to_thread
 from fastapi import status as http
 from sqlalchemy import Connection
 
 from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.api.lookups import Holders, lookups
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import ErrorCategory, FireOutcome, Job, RunStatus
 from fluxion_etl.domain.windows import local_date
 from fluxion_etl.engine.submit import submit, validate_request
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.launchers import LaunchError
-from fluxion_etl.store import leases, ledger
+from fluxion_etl.store import ledger
 from fluxion_etl.store.ledger import RunRow
 
 log = structlog.get_logger("fluxion.api")
@@ -82,14 +87,59 @@ def chain_today(services: ServiceContext, location_id: str | None) -> date:
 def start_run(
     services: ServiceContext, request: RunRequest, *, fire: ScheduledFire | None = None
 ) -> TriggerOutcome:
+    """Steps 1 to 5 as one blocking call (scheduler fires, the control centre's buttons)."""
     _validate(services, request)
     with services.read_engine.connect() as conn:
         existing = _run_for_key(conn, request.idempotency_key)
         if existing is not None:
             return _repeated(existing, request, fire)
-        busy = busy_holder(conn, services, request) if fire is None else None
-    if busy is not None:
-        return busy
+        busy = None if fire else busy_holder(services, request, Holders.read(conn))
+        if busy is not None:  # the holder may be the run a concurrent call made for this key
+            existing = _run_for_key(conn, request.idempotency_key)
+            return busy if existing is None else _repeated(existing, request, fire)
+    return _queue_and_launch(services, request, fire)
+
+
+async def start_api_run(services: ServiceContext, request: RunRequest) -> TriggerOutcome:
+    """Steps 1 to 5 for an API call, on the event loop. The reads of steps 2 and 3 are shared with
+    concurrent calls (``api.lookups``), and concurrent identical calls in this process wait for
+    the first one's steps 4 and 5 instead of racing it: with the same key they get its run (200),
+    without a key the run it started is the one already running (409)."""
+    _validate(services, request)
+    shared = lookups(services)
+    key = request.idempotency_key
+    if key is not None:
+        existing = await shared.run_for_key(key)
+        if existing is not None:
+            return _repeated(existing, request, None)
+    busy = busy_holder(services, request, await shared.holders())
+    if busy is not None:  # the holder may be the run a concurrent call made for this key
+        existing = None if key is None else await shared.run_for_key(key)
+        return busy if existing is None else _repeated(existing, request, None)
+
+    async def queue_and_launch() -> TriggerOutcome:
+        return await to_thread.run_sync(_queue_and_launch, services, request, None)
+
+    first, outcome = await shared.starts.run(key or _same_request(request), queue_and_launch)
+    if first:
+        return outcome
+    if key is not None:
+        return await start_api_run(services, request)  # finds the run the first one made
+    if outcome.http_status != http.HTTP_202_ACCEPTED or outcome.run_id is None:
+        return outcome  # busy, or the launch failed: the same answer
+    return _busy(request, outcome.run_id, _where(_locations(services, request)))
+
+
+def _same_request(request: RunRequest) -> Hashable:
+    """What makes two calls without a key the same request (the caller's name does not)."""
+    params = tuple(sorted((name, repr(value)) for name, value in request.params.items()))
+    return (request.job, request.locations, request.date_from, request.date_to, params)
+
+
+def _queue_and_launch(
+    services: ServiceContext, request: RunRequest, fire: ScheduledFire | None
+) -> TriggerOutcome:
+    """Steps 4 and 5."""
     result = submit(
         services.engine,
         request,
@@ -162,23 +212,34 @@ def contract_status(run_status: RunStatus) -> str:
 
 
 def busy_holder(
-    conn: Connection, services: ServiceContext, request: RunRequest
+    services: ServiceContext, request: RunRequest, held: Holders
 ) -> TriggerOutcome | None:
-    """409 when a live lease of another run holds every requested location (nothing to do)."""
+    """409 when other runs hold every requested location: a live lease, or a queued run that
+    covers it (it takes the lease when it starts: a second run queued now would find it taken)."""
     wanted = _locations(services, request)
     if not wanted:
         return None
     now = services.clock.now()
-    live = {
+    holding = {
         lease.location_id: lease.run_id
-        for lease in leases.list_leases(conn)
+        for lease in held.leases
         if lease.job is request.job and lease.expires_at > now
     }
-    if not all(location_id in live for location_id in wanted):
+    for run_id, job, scope in held.queued:
+        if job is request.job:
+            for location_id in wanted if scope is None else scope:
+                holding.setdefault(location_id, run_id)
+    if not all(location_id in holding for location_id in wanted):
         return None
-    holders = [live[location_id] for location_id in wanted]
-    run_id = max(set(holders), key=holders.count)
-    where = wanted[0] if len(wanted) == 1 else f"all {len(wanted)} requested locations"
+    holders = [holding[location_id] for location_id in wanted]
+    return _busy(request, max(set(holders), key=holders.count), _where(wanted))
+
+
+def _where(wanted: Sequence[str]) -> str:
+    return wanted[0] if len(wanted) == 1 else f"all {len(wanted)} requested locations"
+
+
+def _busy(request: RunRequest, run_id: int, where: str) -> TriggerOutcome:
     return TriggerOutcome(
         http_status=http.HTTP_409_CONFLICT,
         success=False,

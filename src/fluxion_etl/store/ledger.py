@@ -12,7 +12,7 @@ counters, coverage and sync state commit together, SPEC §4.5) and ``now`` from 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import Any
@@ -194,13 +194,30 @@ def get_run(conn: Connection, run_id: int) -> RunRow | None:
 
 
 # Every trigger runs this lookup: built once, it skips rebuilding and re-keying the statement.
-_RUN_BY_KEY = select(runs).where(runs.c.idempotency_key == bindparam("key"))
+_RUNS_BY_KEYS = select(runs).where(runs.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+_QUEUED = select(runs.c.id, runs.c.job, runs.c.scope).where(runs.c.status == RunStatus.QUEUED.value)
 
 
 def run_for_key(conn: Connection, key: str) -> RunRow | None:
     """The run created for idempotency key ``key`` (a unique column), if any."""
-    row = conn.execute(_RUN_BY_KEY, {"key": key}).mappings().first()
-    return None if row is None else RunRow.from_row(row)
+    return runs_for_keys(conn, [key]).get(key)
+
+
+def runs_for_keys(conn: Connection, keys: Sequence[str]) -> dict[str, RunRow]:
+    """``run_for_key`` for many keys in one query: the run of each key that has one."""
+    if not keys:
+        return {}
+    found = conn.execute(_RUNS_BY_KEYS, {"keys": list(keys)}).mappings()
+    return {str(row["idempotency_key"]): RunRow.from_row(row) for row in found}
+
+
+def queued_scopes(conn: Connection) -> list[tuple[int, Job, tuple[str, ...] | None]]:
+    """(run id, job, scope) of every queued run: they take their locations' leases when they
+    start (scope None: every active location)."""
+    return [
+        (int(row.id), Job(row.job), None if row.scope is None else tuple(row.scope))
+        for row in conn.execute(_QUEUED)
+    ]
 
 
 def list_runs(

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -29,7 +30,9 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_SECRET_LENGTH = 200
 # Every API request runs this lookup: built once, it skips rebuilding and re-keying the statement
 # (about half the client-side cost of the query).
-_BY_HASH = select(api_tokens).where(api_tokens.c.token_hash == bindparam("digest"))
+_BY_HASHES = select(api_tokens).where(
+    api_tokens.c.token_hash.in_(bindparam("digests", expanding=True))
+)
 
 
 class Scope(StrEnum):
@@ -119,14 +122,25 @@ def create_token(conn: Connection, *, name: str, scope: Scope, now: datetime) ->
 
 def verify_token(conn: Connection, secret: str) -> TokenInfo | None:
     """The active token ``secret`` belongs to, or None (unknown, malformed or revoked)."""
-    if not is_well_formed(secret):
-        return None
-    digest = hash_token(secret)
-    row = conn.execute(_BY_HASH, {"digest": digest}).mappings().first()
-    if row is None or not hmac.compare_digest(str(row["token_hash"]), digest):
-        return None
-    info = _info(row)
-    return info if info.active else None
+    return verify_tokens(conn, [secret]).get(secret)
+
+
+def verify_tokens(conn: Connection, secrets: Sequence[str]) -> dict[str, TokenInfo]:
+    """``verify_token`` for many secrets in one query: the active token of each secret that has
+    one (the API checks the tokens of concurrent requests together, ``api.lookups``)."""
+    digests = {hash_token(secret): secret for secret in secrets if is_well_formed(secret)}
+    if not digests:
+        return {}
+    found: dict[str, TokenInfo] = {}
+    for row in conn.execute(_BY_HASHES, {"digests": list(digests)}).mappings():
+        digest = str(row["token_hash"])
+        secret = digests.get(digest)
+        if secret is None or not hmac.compare_digest(digest, hash_token(secret)):
+            continue
+        info = _info(row)
+        if info.active:
+            found[secret] = info
+    return found
 
 
 def needs_touch(info: TokenInfo, now: datetime) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Body, Header, Response
 from fastapi import status as http
 
@@ -33,6 +34,7 @@ from fluxion_etl.api.trigger import (
     TriggerOutcome,
     api_key,
     chain_today,
+    start_api_run,
     start_run,
 )
 from fluxion_etl.domain.requests import RunRequest
@@ -97,7 +99,7 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
     responses=ANSWERS,
     summary="Sync inventory now (one location, or every location with ubicacion_id null)",
 )
-def sync_inventory(
+async def sync_inventory(
     *,
     response: Response,
     services: Services,
@@ -109,7 +111,7 @@ def sync_inventory(
 ) -> SyncAnswer:
     body = body or SyncBody()
     request = _request(Job.INVENTORY, body.ubicacion_id, caller.name, idempotency_key)
-    outcome = _trigger(services, request, _fire(schedule, scheduled_time))
+    outcome = await _trigger(services, request, _fire(schedule, scheduled_time))
     response.status_code = outcome.http_status
     return SyncAnswer(**_fields(outcome), ubicacion_id=body.ubicacion_id)
 
@@ -121,7 +123,7 @@ def sync_inventory(
     responses=ANSWERS,
     summary="Sync sales now: since each watermark, or whole local days fecha_inicio..fecha_fin",
 )
-def sync_sales(
+async def sync_sales(
     *,
     response: Response,
     services: Services,
@@ -145,7 +147,7 @@ def sync_sales(
         date_from=body.fecha_inicio,
         date_to=date_to,
     )
-    outcome = _trigger(services, request, _fire(schedule, scheduled_time))
+    outcome = await _trigger(services, request, _fire(schedule, scheduled_time))
     response.status_code = outcome.http_status
     return SalesSyncAnswer(
         **_fields(outcome),
@@ -162,7 +164,7 @@ def sync_sales(
     responses=ANSWERS,
     summary="Reconcile sales now: re-read previous whole days and remove voided lines",
 )
-def sync_reconcile(
+async def sync_reconcile(
     *,
     response: Response,
     services: Services,
@@ -177,7 +179,7 @@ def sync_reconcile(
     request = _request(Job.RECONCILE, body.ubicacion_id, caller.name, idempotency_key)
     if body.days is not None:
         request = replace(request, params={"days": body.days})
-    outcome = _trigger(services, request, _fire(schedule, scheduled_time))
+    outcome = await _trigger(services, request, _fire(schedule, scheduled_time))
     response.status_code = outcome.http_status
     return SyncAnswer(**_fields(outcome), ubicacion_id=body.ubicacion_id)
 
@@ -216,11 +218,11 @@ def _fire(schedule: str | None, scheduled_time: str | None) -> ScheduledFire | N
     return ScheduledFire(schedule_name=schedule, scheduled_for=utc)
 
 
-def _trigger(
+async def _trigger(
     services: ServiceContext, request: RunRequest, fire: ScheduledFire | None
 ) -> TriggerOutcome:
     if fire is None:
-        return start_run(services, request)
+        return await start_api_run(services, request)
     fired = replace(
         request,
         trigger=Trigger.SCHEDULE,
@@ -228,7 +230,9 @@ def _trigger(
         schedule_name=fire.schedule_name,
         scheduled_for=fire.scheduled_for,
     )
-    return answer_fire(services, fire, fired, lambda req: start_run(services, req, fire=fire))
+    return await to_thread.run_sync(
+        answer_fire, services, fire, fired, lambda req: start_run(services, req, fire=fire)
+    )
 
 
 def answer_fire(

@@ -1,0 +1,202 @@
+"""The trigger path's shared reads (``api.lookups``): concurrent questions share one query, every
+answer comes from a query that started after the question, failures reach every waiter; concurrent
+identical starts make one run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from api_support import NOW, FakeLauncher, make_services, make_tokens, served_on_loopback
+from sqlalchemy import Engine, func, select
+
+from fluxion_etl.api.app import create_app
+from fluxion_etl.api.lookups import Batched, SingleFlight
+from fluxion_etl.domain.clock import ManualClock
+from fluxion_etl.store import tokens
+from fluxion_etl.store.schema import runs
+
+CALLERS = 40
+
+
+class Recorder:
+    """A fetch that records each batch it is asked, optionally held until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.started = threading.Event()
+
+    def __call__(self, keys: Sequence[str]) -> Mapping[str, str]:
+        self.batches.append(list(keys))
+        self.started.set()
+        assert self.release.wait(10)
+        return {key: key.upper() for key in keys if key != "absent"}
+
+
+def test_questions_asked_together_share_one_fetch() -> None:
+    fetch = Recorder()
+
+    async def ask() -> list[str | None]:
+        batched = Batched(fetch)
+        return await asyncio.gather(*(batched.get(key) for key in ("a", "b", "a", "absent")))
+
+    assert asyncio.run(ask()) == ["A", "B", "A", None]
+    assert fetch.batches == [["a", "b", "absent"]]
+
+
+def test_a_question_asked_while_a_fetch_runs_waits_for_the_next_fetch() -> None:
+    """An answer is never older than its question: the running fetch may predate it."""
+    fetch = Recorder()
+    fetch.release.clear()
+
+    async def ask() -> tuple[str | None, str | None]:
+        batched = Batched(fetch)
+        first = asyncio.create_task(batched.get("a"))
+        while not fetch.started.is_set():
+            await asyncio.sleep(0.001)
+        second = asyncio.create_task(batched.get("a"))
+        await asyncio.sleep(0.01)
+        fetch.release.set()
+        return await first, await second
+
+    assert asyncio.run(ask()) == ("A", "A")
+    assert fetch.batches == [["a"], ["a"]]
+
+
+def test_a_failed_fetch_fails_every_waiter_and_the_next_question_is_asked_again() -> None:
+    calls: list[list[str]] = []
+
+    def fetch(keys: Sequence[str]) -> Mapping[str, str]:
+        calls.append(list(keys))
+        if len(calls) == 1:
+            raise ConnectionError("database down")
+        return dict.fromkeys(keys, "ok")
+
+    async def ask() -> tuple[list[object], str | None]:
+        batched = Batched(fetch)
+        failed = await asyncio.gather(batched.get("a"), batched.get("b"), return_exceptions=True)
+        return failed, await batched.get("a")
+
+    failed, later = asyncio.run(ask())
+    assert [type(error) for error in failed] == [ConnectionError, ConnectionError]
+    assert later == "ok"
+
+
+def test_a_waiter_that_goes_away_does_not_cancel_the_others() -> None:
+    fetch = Recorder()
+    fetch.release.clear()
+
+    async def ask() -> str | None:
+        batched = Batched(fetch)
+        leaving = asyncio.create_task(batched.get("a"))
+        staying = asyncio.create_task(batched.get("a"))
+        while not fetch.started.is_set():
+            await asyncio.sleep(0.001)
+        leaving.cancel()
+        fetch.release.set()
+        return await staying
+
+    assert asyncio.run(ask()) == "A"
+
+
+def test_single_flight_runs_once_for_concurrent_callers_and_shares_the_result() -> None:
+    started = 0
+
+    async def start() -> int:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(0.01)
+        return 7
+
+    async def run() -> list[tuple[bool, int]]:
+        flight: SingleFlight[str, int] = SingleFlight()
+        return await asyncio.gather(*(flight.run("k", start) for _ in range(5)))
+
+    results = asyncio.run(run())
+    assert started == 1
+    assert sorted(results) == [(False, 7)] * 4 + [(True, 7)]
+
+
+def test_single_flight_gives_the_first_failure_to_every_caller_then_runs_again() -> None:
+    attempts = 0
+
+    async def start() -> int:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(0.01)
+        if attempts == 1:
+            raise RuntimeError("launch failed")
+        return attempts
+
+    async def run() -> tuple[list[object], tuple[bool, int]]:
+        flight: SingleFlight[str, int] = SingleFlight()
+        failed = await asyncio.gather(
+            *(flight.run("k", start) for _ in range(3)), return_exceptions=True
+        )
+        return failed, await flight.run("k", start)
+
+    failed, again = asyncio.run(run())
+    assert [type(error) for error in failed] == [RuntimeError] * 3
+    assert again == (True, 2)
+
+
+@pytest.fixture
+def served(engine: Engine) -> Iterator[tuple[str, str, FakeLauncher]]:
+    """(base URL, trigger token, launcher) of the API served by uvicorn on loopback."""
+    launcher = FakeLauncher()
+    services = make_services(engine, ManualClock(NOW), launcher)
+    token = make_tokens(engine, NOW)["trigger"]
+    with served_on_loopback(create_app(services.settings, services=services)) as url:
+        yield url, token, launcher
+
+
+def _burst(base: str, headers: dict[str, str], body: object) -> list[httpx.Response]:
+    start = threading.Barrier(CALLERS)
+
+    def trigger() -> httpx.Response:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            start.wait()
+            return client.post("/api/etl/sync", json=body, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=CALLERS) as pool:
+        return list(pool.map(lambda _: trigger(), range(CALLERS)))
+
+
+def test_concurrent_calls_without_a_key_for_one_location_start_one_run(
+    served: tuple[str, str, FakeLauncher], engine: Engine
+) -> None:
+    base, token, launcher = served
+
+    answers = _burst(base, {"Authorization": f"Bearer {token}"}, {"ubicacion_id": "tienda_02"})
+
+    codes = Counter(a.status_code for a in answers)
+    assert codes == {202: 1, 409: CALLERS - 1}, [a.text for a in answers if a.status_code >= 500]
+    assert len({a.json()["run_id"] for a in answers}) == 1
+    assert all(a.json()["status"] == "busy" for a in answers if a.status_code == 409)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(runs)).scalar_one() == 1
+    assert len(launcher.launched) == 1
+
+
+def test_concurrent_calls_with_a_revoked_or_unknown_token_are_all_refused(
+    served: tuple[str, str, FakeLauncher], engine: Engine
+) -> None:
+    base, _, _ = served
+    with engine.begin() as conn:
+        revoked = tokens.create_token(conn, name="gone", scope=tokens.Scope.TRIGGER, now=NOW)
+        assert tokens.revoke_token(conn, "gone", now=NOW)
+
+    for secret in (revoked.secret, tokens.new_secret()):
+        answers = _burst(base, {"Authorization": f"Bearer {secret}"}, {"ubicacion_id": None})
+
+        assert Counter(a.status_code for a in answers) == {401: CALLERS}
+        assert all("unknown or revoked" in a.json()["message"] for a in answers)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(runs)).scalar_one() == 0

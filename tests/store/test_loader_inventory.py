@@ -9,7 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy.exc import DBAPIError
 from store_builders import catalogue, catalogue_item, flush_pg_stats, pg_writes, row_versions
 
 from fluxion_etl.config import load_config
@@ -137,14 +138,18 @@ def test_history_records_stock_changes_appearances_and_disappearances(engine: En
     assert stored[items[0].sku][3:] == (T1, 1)  # untouched
 
 
-def test_the_stage_counts_what_would_disappear_before_anything_changes(engine: Engine) -> None:
+def stage(conn: Connection, items: Sequence[CatalogueItem], warehouse: str = "APP-TPF") -> Any:
+    return stage_inventory(
+        conn, location_id="tienda_01", warehouse_code=warehouse, items=items, run_id=2, now=T2
+    )
+
+
+def test_the_stage_counts_what_would_disappear_before_anything_disappears(engine: Engine) -> None:
     load(engine, catalogue(100))
     with engine.begin() as conn:
-        staged = stage_inventory(
-            conn, location_id="tienda_01", warehouse_code="APP-TPF", items=catalogue(94, start=6)
-        )
+        staged = stage(conn, catalogue(94, start=6))
         assert (staged.staged, staged.current_total, staged.disappearing) == (94, 100, 6)
-        held = apply_inventory(conn, staged, run_id=2, now=T2, apply_disappearances=False)
+        held = apply_inventory(conn, staged, apply_disappearances=False)
 
     assert held == InventoryResult(
         inserted=0, updated=0, unchanged=94, disappeared=6, history_rows=0
@@ -169,7 +174,7 @@ def test_disappearances_are_scoped_to_one_warehouse_of_one_location(engine: Engi
 def test_an_empty_catalogue_makes_everything_disappear(engine: Engine) -> None:
     load(engine, catalogue(5))
     with engine.begin() as conn:
-        staged = stage_inventory(conn, location_id="tienda_01", warehouse_code="APP-TPF", items=[])
+        staged = stage(conn, [])
     assert (staged.current_total, staged.disappearing) == (5, 5)
 
 
@@ -183,21 +188,16 @@ def test_duplicate_skus_in_a_catalogue_count_once_and_the_last_wins(engine: Engi
 
 def test_applying_a_superseded_stage_is_refused(engine: Engine) -> None:
     with engine.begin() as conn:
-        first = stage_inventory(
-            conn, location_id="tienda_01", warehouse_code="A", items=catalogue(3)
-        )
-        stage_inventory(conn, location_id="tienda_01", warehouse_code="B", items=catalogue(2))
+        first = stage(conn, catalogue(3), warehouse="A")
+        stage(conn, catalogue(2), warehouse="B")
         with pytest.raises(RuntimeError, match="replaced by a later stage_inventory"):
-            apply_inventory(conn, first, run_id=1, now=T1)
+            apply_inventory(conn, first)
 
 
 def test_several_warehouses_load_in_one_transaction(engine: Engine) -> None:
     with engine.begin() as conn:
         for code, count in (("A", 4), ("B", 6)):
-            staged = stage_inventory(
-                conn, location_id="tienda_01", warehouse_code=code, items=catalogue(count)
-            )
-            apply_inventory(conn, staged, run_id=1, now=T1)
+            apply_inventory(conn, stage(conn, catalogue(count), warehouse=code))
     assert (len(current(engine, "A")), len(current(engine, "B"))) == (4, 6)
 
 
@@ -222,9 +222,87 @@ def test_an_inventory_load_runs_the_same_statements_whatever_its_size(
     load(engine, catalogue(1000), warehouse="W")
     large = statements_to_load(engine, executed, with_changes(catalogue(1000)))
     # create stage, (SQLite: empty it, fill), count disappearing, count changes, history of
-    # changes, upsert (PostgreSQL: those three in one statement), history of disappeared, delete
-    # disappeared. PostgreSQL empties the stage at commit, and COPY goes to the driver.
-    assert small == large == {"postgresql": 5, "sqlite": 9}[engine.dialect.name]
+    # changes, upsert (PostgreSQL: those four in one statement), history of disappeared, delete
+    # disappeared (PostgreSQL: one statement). PostgreSQL empties the stage at commit, and COPY
+    # goes to the driver.
+    assert small == large == {"postgresql": 3, "sqlite": 9}[engine.dialect.name]
+
+
+def test_a_reload_without_disappearances_runs_the_baseline_statements_on_postgres(
+    engine: Engine, executed: list[str]
+) -> None:
+    """Create the stage, merge: the shape of the COPY + merge baseline, nothing more."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the statement shape of the PostgreSQL loader")
+    items = catalogue(50)
+    load(engine, items, warehouse="W")
+    changed = [replace(items[0], stock=items[0].stock + 1), *items[1:], catalogue_item(900)]
+    assert statements_to_load(engine, executed, changed) == 2
+
+
+def test_a_held_catalogue_writes_its_changes_with_exact_counts_and_removes_nothing(
+    engine: Engine,
+) -> None:
+    items = catalogue(20)
+    load(engine, items)
+    changed_stock = replace(items[0], stock=items[0].stock + 1)
+    changed_price = replace(items[1], price_usd=items[1].price_usd + 1)
+    second = [changed_stock, changed_price, *items[2:14], catalogue_item(700)]  # 6 of 20 gone
+
+    with engine.begin() as conn:
+        staged = stage(conn, second)
+        assert (staged.staged, staged.current_total, staged.disappearing) == (15, 20, 6)
+        held = apply_inventory(conn, staged, apply_disappearances=False)
+
+    assert held == InventoryResult(
+        inserted=1, updated=2, unchanged=12, disappeared=6, history_rows=2
+    )
+    stored = current(engine)
+    assert len(stored) == 21, "the six vanished articles are kept"
+    assert stored[changed_stock.sku][0] == changed_stock.stock
+    assert stored[changed_price.sku][1] == changed_price.price_usd
+    assert {(row[0], row[1]) for row in history(engine)[20:]} == {
+        (changed_stock.sku, "changed"),
+        ("000700", "appeared"),
+    }
+
+    applied = load(engine, second, run_id=3, now=T3)
+
+    assert applied == InventoryResult(
+        inserted=0, updated=0, unchanged=15, disappeared=6, history_rows=6
+    )
+    assert set(current(engine)) == {item.sku for item in second}
+    gone = [row for row in history(engine) if row[1] == "disappeared"]
+    assert [row[0] for row in gone] == [item.sku for item in items[14:]]
+    assert all(row[4:] == (T3, 3) for row in gone)
+    assert [row[2] for row in gone] == [item.stock for item in items[14:]]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"sku": None}, id="null-sku"),
+        pytest.param({"stock": None}, id="null-stock-of-a-new-article"),
+    ],
+)
+def test_one_bad_article_fails_the_whole_catalogue_and_leaves_earlier_data(
+    engine: Engine, bad: dict[str, object]
+) -> None:
+    items = catalogue(10)
+    load(engine, items)
+    before, logged = current(engine), history(engine)
+    batch = [
+        replace(items[0], stock=items[0].stock + 5),  # a change that must not survive
+        *items[1:7],  # three vanish: that must not survive either
+        catalogue_item(300),
+        replace(catalogue_item(400), **bad),  # type: ignore[arg-type]
+    ]
+
+    with pytest.raises(DBAPIError):
+        load(engine, batch, run_id=2, now=T2)
+
+    assert current(engine) == before
+    assert history(engine) == logged
 
 
 # --- products ------------------------------------------------------------------------------------

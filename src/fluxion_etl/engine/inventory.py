@@ -65,18 +65,14 @@ def _load_one(
         location_id=ctx.location.id,
         warehouse_code=catalogue.warehouse_code,
         items=catalogue.items,
+        run_id=ctx.run_id,
+        now=ctx.rt.clock.now(),
     )
     threshold = settings.mass_deletion_threshold
     apply = bool(ctx.params.get("allow_mass_deletion")) or not is_mass_deletion(
         staged.disappearing, staged.current_total, threshold
     )
-    loaded = inventory_loader.apply_inventory(
-        conn,
-        staged,
-        run_id=ctx.run_id,
-        now=ctx.rt.clock.now(),
-        apply_disappearances=apply,
-    )
+    loaded = inventory_loader.apply_inventory(conn, staged, apply_disappearances=apply)
     subject = f"catalogue {catalogue.warehouse_code}"
     held_note = None
     if apply:  # applied, or nothing vanishes any more: what an earlier run held is settled

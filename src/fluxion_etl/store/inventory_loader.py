@@ -7,6 +7,11 @@ mass disappearance back (SPEC §4.9) without a second pass over KLK:
     apply = not is_mass_deletion(staged.disappearing, staged.current_total, threshold)
     result = apply_inventory(conn, staged, run_id=..., now=..., apply_disappearances=apply)
 
+The first step already writes what appeared or changed (and its history): the hold concerns only
+what disappears, and counting the disappearing articles in the statement that merges the others
+saves a pass over the stored catalogue and a round trip. The second step removes what disappeared,
+or keeps it when the caller holds it back.
+
 History rows: ``appeared`` (a new sku), ``changed`` (the stock differs: old and new stock),
 ``disappeared`` (stored, but missing from the catalogue; only when disappearances are applied).
 A price- or tax-only change updates the current row but writes no history: the history answers
@@ -61,13 +66,18 @@ _stage_tokens = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class InventoryStage:
-    """A catalogue staged for one warehouse, and what applying it would remove."""
+    """A catalogue of one warehouse, written but for what disappeared, and what that would be."""
 
     location_id: str
     warehouse_code: str
+    run_id: int | None
+    now: datetime
     staged: int  # distinct skus in the catalogue
     current_total: int  # skus stored for this warehouse before the load
     disappearing: int  # stored skus the catalogue no longer lists
+    inserted: int
+    updated: int
+    history_rows: int  # of what appeared or changed
     token: int
 
 
@@ -92,94 +102,118 @@ def load_inventory(
 ) -> InventoryResult:
     """Stage and apply in one call, for callers that need no mass-disappearance guard."""
     staged = stage_inventory(
-        conn, location_id=location_id, warehouse_code=warehouse_code, items=items
+        conn,
+        location_id=location_id,
+        warehouse_code=warehouse_code,
+        items=items,
+        run_id=run_id,
+        now=now,
     )
-    return apply_inventory(
-        conn, staged, run_id=run_id, now=now, apply_disappearances=apply_disappearances
-    )
+    return apply_inventory(conn, staged, apply_disappearances=apply_disappearances)
 
 
 def stage_inventory(
-    conn: Connection, *, location_id: str, warehouse_code: str, items: Sequence[CatalogueItem]
+    conn: Connection,
+    *,
+    location_id: str,
+    warehouse_code: str,
+    items: Sequence[CatalogueItem],
+    run_id: int | None,
+    now: datetime,
 ) -> InventoryStage:
-    """Stage the whole catalogue of one warehouse (duplicate skus: the last wins) and count what
-    would disappear. Apply it with ``apply_inventory`` in the same transaction, before staging
-    another catalogue on this connection."""
+    """Stage the whole catalogue of one warehouse (duplicate skus: the last wins), write what
+    appeared or changed with its history, and count what would disappear. Finish with
+    ``apply_inventory`` in the same transaction, before staging another catalogue on this
+    connection."""
     unique = list({item.sku: item for item in items}.values())
     columns = [inventory_current.c[name] for name in STOCK_FIELDS]
     # SQLite looks staged skus up by index; PostgreSQL hash-joins, and an index would only slow
     # the COPY (the skus are already unique).
     key = () if is_postgres(conn) else ("sku",)
     stage(conn, INVENTORY_STAGE, columns, unique, key=key)
-    current_total, disappearing = conn.execute(
-        _count_disappearing(), {"location_id": location_id, "warehouse_code": warehouse_code}
-    ).one()
+    params = {
+        "location_id": location_id,
+        "warehouse_code": warehouse_code,
+        "run_id": run_id,
+        "now": now,
+    }
+    merge = _merge_changes_postgres if is_postgres(conn) else _merge_changes_sqlite
+    inserted, updated, disappearing, history = merge(conn, params)
     token = next(_stage_tokens)
     conn.info[_STAGE_OWNER] = token
     return InventoryStage(
         location_id=location_id,
         warehouse_code=warehouse_code,
+        run_id=run_id,
+        now=now,
         staged=len(unique),
-        current_total=int(current_total),
-        disappearing=int(disappearing or 0),
+        # Every stored sku is either in the catalogue (all staged but the inserted) or not.
+        current_total=len(unique) - inserted + disappearing,
+        disappearing=disappearing,
+        inserted=inserted,
+        updated=updated,
+        history_rows=history,
         token=token,
     )
 
 
-def _count_disappearing() -> TextClause:
-    return text(
-        f"""
-        SELECT count(*), sum(CASE WHEN s.sku IS NULL THEN 1 ELSE 0 END)
-        FROM inventory_current AS c LEFT JOIN {INVENTORY_STAGE} AS s ON s.sku = c.sku
-        WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
-        """  # noqa: S608 - identifiers are our own constants; values are bound
-    )
-
-
 def apply_inventory(
-    conn: Connection,
-    staged: InventoryStage,
-    *,
-    run_id: int | None,
-    now: datetime,
-    apply_disappearances: bool = True,
+    conn: Connection, staged: InventoryStage, *, apply_disappearances: bool = True
 ) -> InventoryResult:
-    """Upsert the staged catalogue into ``inventory_current`` and write history for what changed.
+    """Remove the stored articles missing from the staged catalogue, with their history.
 
-    When ``apply_disappearances`` is false, stored articles missing from the catalogue are kept
-    (and only counted): the caller is holding a mass disappearance back.
+    When ``apply_disappearances`` is false they are kept (and only counted): the caller is holding
+    a mass disappearance back.
     """
     if conn.info.get(_STAGE_OWNER) != staged.token:
         raise RuntimeError(
             f"the staged catalogue of {staged.location_id}/{staged.warehouse_code} was replaced "
             "by a later stage_inventory on this connection; stage and apply one at a time"
         )
-    params = {
-        "location_id": staged.location_id,
-        "warehouse_code": staged.warehouse_code,
-        "run_id": run_id,
-        "now": now,
-    }
-    if is_postgres(conn):
-        inserted, updated, history = conn.execute(_merge_changes_postgres(conn), params).one()
-    else:
-        inserted, updated = conn.execute(_count_changes(conn), params).one()
-        inserted, updated = int(inserted or 0), int(updated or 0)
-        history = (
-            conn.execute(_history_of_changes(conn), params).rowcount if inserted + updated else 0
-        )
-        if inserted + updated:
-            conn.execute(_upsert_changes(conn), params)
-    disappeared = staged.disappearing
+    history, disappeared = staged.history_rows, staged.disappearing
     if apply_disappearances and staged.disappearing:
-        history += conn.execute(_history_of_disappeared(), params).rowcount
-        disappeared = conn.execute(_delete_disappeared(), params).rowcount
+        params = {
+            "location_id": staged.location_id,
+            "warehouse_code": staged.warehouse_code,
+            "run_id": staged.run_id,
+            "now": staged.now,
+        }
+        if is_postgres(conn):
+            # One statement removes the rows and writes their history: a row each.
+            disappeared = conn.execute(_remove_disappeared_postgres(), params).rowcount
+            history += disappeared
+        else:
+            history += conn.execute(_history_of_disappeared(), params).rowcount
+            disappeared = conn.execute(_delete_disappeared(), params).rowcount
     return InventoryResult(
-        inserted=inserted,
-        updated=updated,
-        unchanged=staged.staged - inserted - updated,
+        inserted=staged.inserted,
+        updated=staged.updated,
+        unchanged=staged.staged - staged.inserted - staged.updated,
         disappeared=disappeared,
         history_rows=history,
+    )
+
+
+def _merge_changes_sqlite(conn: Connection, params: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(inserted, updated, disappearing, history rows): four statements, the history read
+    before the upsert, while the old stock is still there."""
+    disappearing = conn.execute(_count_disappearing(), params).scalar_one()
+    inserted, updated = conn.execute(_count_changes(conn), params).one()
+    inserted, updated = int(inserted or 0), int(updated or 0)
+    history = 0
+    if inserted + updated:
+        history = conn.execute(_history_of_changes(conn), params).rowcount
+        conn.execute(_upsert_changes(conn), params)
+    return inserted, updated, int(disappearing or 0), history
+
+
+def _count_disappearing() -> TextClause:
+    return text(
+        f"""
+        SELECT sum(CASE WHEN s.sku IS NULL THEN 1 ELSE 0 END)
+        FROM inventory_current AS c LEFT JOIN {INVENTORY_STAGE} AS s ON s.sku = c.sku
+        WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
+        """  # noqa: S608 - identifiers are our own constants; values are bound
     )
 
 
@@ -233,39 +267,66 @@ def _upsert_changes(conn: Connection) -> TextClause:
     )
 
 
-def _merge_changes_postgres(conn: Connection) -> TextClause:
-    """PostgreSQL: count, history and upsert in one statement, one pass over the staged rows.
+def _merge_changes_postgres(conn: Connection, params: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(inserted, updated, disappearing, history rows) in one statement: one round trip and one
+    pass over the staged and the stored catalogue, as the baseline's merge.
 
-    The three statements SQLite runs each join the staged catalogue with the stored one again;
-    here the changed rows are found once (``changed``) and feed both writes. Every part of a
-    statement sees the same snapshot, so the history reads the stock from before the upsert;
-    ``upserted`` runs although nothing reads it (PostgreSQL always completes a data-modifying
-    ``WITH``).
+    The full join finds what appeared, changed and disappeared at once (``touched``); the first
+    two feed the history and the upsert, the third is only counted. Every part of a statement
+    sees the same snapshot, so the history reads the stock from before the upsert; ``upserted``
+    runs although nothing reads it (PostgreSQL always completes a data-modifying ``WITH``).
     """
     assignments = ", ".join(f"{n} = excluded.{n}" for n in (*STOCK_VALUES, "updated_at", "run_id"))
-    return _typed(
-        f"""
-        WITH changed AS MATERIALIZED (
+    sql = f"""
+        WITH touched AS MATERIALIZED (
             SELECT {column_list(STOCK_FIELDS, "s")}, c.stock AS old_stock,
-                   c.sku IS NULL AS appeared
-            {_changed_rows(conn)}
+                   c.sku IS NULL AS appeared, c.sku IS NOT NULL AND s.sku IS NULL AS disappearing
+            FROM {INVENTORY_STAGE} AS s
+            FULL JOIN (
+                SELECT {column_list(STOCK_FIELDS)} FROM inventory_current
+                WHERE location_id = {LOC} AND warehouse_code = {WH}
+            ) AS c ON c.sku = s.sku
+            WHERE c.sku IS NULL OR s.sku IS NULL OR {differs(conn, "c", "s", STOCK_VALUES)}
         ), history AS (
             INSERT INTO inventory_history
                 (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
                  changed_at, run_id)
             SELECT {LOC}, {WH}, sku, CASE WHEN appeared THEN 'appeared' ELSE 'changed' END,
                    old_stock, stock, price_usd, :now, {RUN}
-            FROM changed WHERE appeared OR old_stock IS DISTINCT FROM stock
+            FROM touched
+            WHERE NOT disappearing AND (appeared OR old_stock IS DISTINCT FROM stock)
             RETURNING 1
         ), upserted AS (
             INSERT INTO inventory_current
                 (location_id, warehouse_code, sku, stock, price_usd, tax_rate, updated_at, run_id)
-            SELECT {LOC}, {WH}, {column_list(STOCK_FIELDS)}, :now, {RUN} FROM changed
+            SELECT {LOC}, {WH}, {column_list(STOCK_FIELDS)}, :now, {RUN}
+            FROM touched WHERE NOT disappearing
             ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {assignments}
         )
-        SELECT (SELECT count(*) FROM changed WHERE appeared),
-               (SELECT count(*) FROM changed WHERE NOT appeared),
+        SELECT count(*) FILTER (WHERE appeared),
+               count(*) FILTER (WHERE NOT appeared AND NOT disappearing),
+               count(*) FILTER (WHERE disappearing),
                (SELECT count(*) FROM history)
+        FROM touched
+    """  # noqa: S608 - identifiers are our own constants; values are bound
+    inserted, updated, disappearing, history = conn.execute(_typed(sql), params).one()
+    return int(inserted), int(updated), int(disappearing), int(history)
+
+
+def _remove_disappeared_postgres() -> TextClause:
+    return _typed(
+        f"""
+        WITH gone AS (
+            DELETE FROM inventory_current AS c
+            WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
+              AND NOT EXISTS (SELECT 1 FROM {INVENTORY_STAGE} AS s WHERE s.sku = c.sku)
+            RETURNING c.sku, c.stock, c.price_usd
+        )
+        INSERT INTO inventory_history
+            (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
+             changed_at, run_id)
+        SELECT {LOC}, {WH}, sku, 'disappeared', stock, NULL, price_usd, :now, {RUN}
+        FROM gone ORDER BY sku
         """  # noqa: S608 - identifiers are our own constants; values are bound
     )
 

@@ -25,6 +25,7 @@ from fluxion_etl.domain.windows import backfill_days
 from fluxion_etl.engine.crashpoints import crash_point
 from fluxion_etl.engine.inventory import sync_inventory
 from fluxion_etl.engine.location import LocationContext
+from fluxion_etl.engine.memory import release_memory, tune_allocator
 from fluxion_etl.engine.outcome import LocationFailure
 from fluxion_etl.engine.runlog import RunLog
 from fluxion_etl.engine.runtime import Runtime
@@ -70,6 +71,7 @@ def try_execute_run(rt: Runtime, run_id: int) -> RunStatus | None:
         "run started", locations=len(locations), trigger=run.trigger, requested_by=run.requested_by
     )
     assert run.deadline_at is not None
+    tune_allocator()
     heart = _Heartbeat(rt, run_id)
     heart.start()
     try:
@@ -101,7 +103,8 @@ def _process_all(
     further starts (running locations finish), and what never started is marked so.
 
     Products are kept one per sku as catalogues arrive (the last seen wins, as in the upsert):
-    memory stays at one catalogue's worth however many locations the run has."""
+    memory stays at one catalogue's worth however many locations the run has, and the pages a
+    finished location freed go back to the system (``engine.memory``)."""
     statuses: dict[str, ItemStatus] = {}
     products: dict[str, CatalogueItem] = {}
     pending = list(locations)
@@ -120,6 +123,7 @@ def _process_all(
                 loc_id, (status, seen) = running.pop(future), future.result()
                 statuses[loc_id] = status
                 products.update((item.sku, item) for item in seen)
+                release_memory()  # the location's payloads are gone: give their pages back
                 if rt.on_progress is not None:
                     rt.on_progress(loc_id, "done", status.value)
     return statuses, products

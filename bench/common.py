@@ -82,6 +82,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process on this machine (0 once it has gone).
+
+    Used for PostgreSQL server processes (loopback): a cycle's or the baseline's CPU includes
+    the database's, so the CPU ratio compares whole work, not only the client's."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def exit_cleanly_on_sigterm() -> None:
     """``kill`` ends a benchmark like Ctrl-C: context managers run, its databases are dropped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -12,7 +12,11 @@ and memory are its own. Two cycles are measured:
 
 Beside them: the simulator alone serving the same calls (first time, then from its cache), and on
 PostgreSQL the fixed baseline (bench/baseline_copy_merge.py) loading the rows the cold cycle
-loaded, one transaction per location, into a fresh database.
+loaded, one transaction per location, into a fresh database. The baseline runs twice, right
+after the cold cycle and right after the steady one, and the cold cycle is compared with their
+median: a machine that gets busier or quieter during the run moves both sides. Beside the wall
+ratio, a CPU ratio: the ETL process's CPU plus its PostgreSQL backends' against the baseline
+client's plus its backend's (what waiting for a core cannot inflate).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,8 +48,10 @@ from bench.common import (
     load_note,
     machine,
     markdown_table,
+    median,
     migrate,
     plain_dsn,
+    process_cpu_s,
     ratio,
     stopwatch,
     times,
@@ -174,6 +181,9 @@ def summarise(report: dict[str, Any]) -> dict[str, float]:
         out[f"{job['job']}_rows"] = job["fetched"]
     out["rows_per_s"] = out["rows"] / out["wall_s"] if out["wall_s"] else 0.0
     out["peak_rss_mb"] = report["peak_rss_mb"]
+    db_cpu = report.get("db_cpu_s")
+    out["db_cpu_s"] = float("nan") if db_cpu is None else db_cpu
+    out["total_cpu_s"] = out["cpu_s"] + (db_cpu or 0.0)
     out["not_load_over_load"] = ratio(
         out["extract_s"] + out["decode_s"] + out["bookkeeping_s"], out["load_s"]
     )
@@ -183,9 +193,10 @@ def summarise(report: dict[str, Any]) -> dict[str, float]:
 # --- the baseline on the cold cycle's rows --------------------------------------------------------
 
 
-def baseline_on_rows_of(source_url: str, location_ids: Sequence[str]) -> float:
-    """Seconds the fixed baseline takes to load what the cycle loaded, per location, into a
-    fresh database (reading the rows back is not timed)."""
+def baseline_on_rows_of(source_url: str, location_ids: Sequence[str]) -> dict[str, float]:
+    """The fixed baseline loading what the cycle loaded, per location, into a fresh database:
+    its wall seconds, the CPU of this client and of its PostgreSQL backend, the rows (reading
+    the rows back is not timed)."""
     source = plain_dsn(source_url)
     inventory_sql = (
         "SELECT warehouse_code, sku, stock, price_usd, tax_rate FROM inventory_current "
@@ -194,20 +205,27 @@ def baseline_on_rows_of(source_url: str, location_ids: Sequence[str]) -> float:
     sales_sql = (
         f"SELECT {', '.join(baseline.SALES_COLUMNS)} FROM sales_lines WHERE location_id = %s"
     )
-    total = 0.0
+    out = {"wall_s": 0.0, "client_cpu_s": 0.0, "db_cpu_s": 0.0, "rows": 0.0}
+    out["load_1m"] = os.getloadavg()[0]
     with bench_database("cycle_baseline") as target_url:
         migrate(target_url)
         with psycopg.connect(source) as src, psycopg.connect(plain_dsn(target_url)) as dst:
+            backend = dst.info.backend_pid
             for loc in location_ids:
                 stock = src.execute(inventory_sql, (loc,)).fetchall()
                 sales = src.execute(sales_sql, (loc,)).fetchall()
                 batches = _by_warehouse(loc, stock)
+                out["rows"] += len(stock) + len(sales)
+                db_cpu, client_cpu = process_cpu_s(backend), time.thread_time()
                 with stopwatch() as elapsed:
                     baseline.load_inventory(dst, batches, COLD_AT)
                     if sales:
                         baseline.load_sales(dst, [(loc, sales)], COLD_AT)
-                total += elapsed()
-    return total
+                out["wall_s"] += elapsed()
+                out["client_cpu_s"] += time.thread_time() - client_cpu
+                out["db_cpu_s"] += process_cpu_s(backend) - db_cpu
+    out["cpu_s"] = out["client_cpu_s"] + out["db_cpu_s"]
+    return out
 
 
 def _by_warehouse(loc: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, list[Any]]]:
@@ -228,8 +246,17 @@ class CycleReport:
     cycles: dict[str, dict[str, float]] = field(default_factory=dict)
     simulator: dict[str, dict[str, float]] = field(default_factory=dict)
     simulator_peak_mb: float = 0.0
-    baseline_s: float | None = None
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # after which cycle
     load: str = ""
+
+    @property
+    def baseline_s(self) -> float | None:
+        """Median wall of the baseline runs (None when it was not run)."""
+        return median([b["wall_s"] for b in self.baselines.values()]) if self.baselines else None
+
+    @property
+    def baseline_cpu_s(self) -> float | None:
+        return median([b["cpu_s"] for b in self.baselines.values()]) if self.baselines else None
 
     def markdown(self) -> str:
         header = ["", *self.cycles]
@@ -241,7 +268,9 @@ class CycleReport:
             ("Σ bookkeeping", "bookkeeping_s", "s"),
             ("(extract + decode + bookkeeping) / load", "not_load_over_load", "x"),
             ("ETL process CPU (all threads)", "cpu_s", "s"),
+            ("its PostgreSQL backends' CPU", "db_cpu_s", "s"),
             ("ETL peak memory", "peak_rss_mb", "mb"),
+            ("load average (1 min) at the start", "load_1m", "n2"),
         ]  # fmt: skip
         rows = [[label, *(_fmt(c.get(key, 0.0), kind) for c in self.cycles.values())]
                 for label, key, kind in keys]  # fmt: skip
@@ -257,13 +286,25 @@ class CycleReport:
             markdown_table(header, rows),
             f"\nSimulator process peak memory: {self.simulator_peak_mb:.0f} MB.",
         ]
-        if self.baseline_s is not None:
-            cold = self.cycles["cold"]["wall_s"]
-            out.append(
-                f"Baseline loading the cold cycle's rows: {self.baseline_s:.2f} s; "
-                f"cold cycle / baseline = {times(ratio(cold, self.baseline_s))} (target ≤ 3×)."
-            )
+        wall, cpu = self.baseline_s, self.baseline_cpu_s
+        if wall is not None and cpu is not None:
+            out += ["", self._baseline_markdown(wall, cpu)]
         return "\n".join(out)
+
+    def _baseline_markdown(self, wall: float, cpu: float) -> str:
+        lines = [f"Baseline loading the cold cycle's rows, run after the {after} cycle: "
+                 f"{b['wall_s']:.2f} s wall, {b['cpu_s']:.2f} s CPU (client "
+                 f"{b['client_cpu_s']:.2f} s + PostgreSQL {b['db_cpu_s']:.2f} s), "
+                 f"{b['rows']:,.0f} rows, load average {b['load_1m']:.2f}."
+                 for after, b in self.baselines.items()]  # fmt: skip
+        cold = self.cycles["cold"]
+        lines.append(
+            f"**cold cycle / baseline (median of {len(self.baselines)})**: wall "
+            f"{times(ratio(cold['wall_s'], wall))} (target ≤ 3×); CPU "
+            f"{times(ratio(cold['total_cpu_s'], cpu))} (ETL + its backends "
+            f"{cold['total_cpu_s']:.2f} s vs baseline {cpu:.2f} s)."
+        )
+        return "\n".join(lines)
 
 
 def _fmt(value: float, kind: str) -> str:
@@ -274,6 +315,7 @@ def _fmt(value: float, kind: str) -> str:
         "n": f"{value:,.0f}",
         "x": f"{value:.2f}×",
         "mb": f"{value:.0f} MB",
+        "n2": f"{value:.2f}",
     }[kind]
 
 
@@ -305,16 +347,19 @@ def run(scale_name: str, dialect: str, *, with_baseline: bool = True) -> CycleRe
         config = Path(tmp) / "chain.toml"
         config.write_text(chain_config_toml(tuple(sims)))
         migrate(url)
+        cold_rows_of = [loc.id for loc in locations]
         for name, at, watermark in (("cold", COLD_AT, None), ("steady", STEADY_AT, COLD_AT)):
             set_sim_clock(sim.url, at)
             for attempt in ("first", "cached"):
                 report.simulator[f"{name}_{attempt}"] = simulator_alone(
                     sim.url, locations, at, watermark, workers
                 )
+            load_1m = os.getloadavg()[0]
             report.cycles[name] = summarise(etl_cycle(url, sim.url, config, at))
+            report.cycles[name]["load_1m"] = load_1m
+            if dialect == "postgresql" and with_baseline:  # right after the cycle, each time
+                report.baselines[name] = baseline_on_rows_of(url, cold_rows_of)
         report.simulator_peak_mb = process_peak_mb(sim.process.pid)
-        if dialect == "postgresql" and with_baseline:
-            report.baseline_s = baseline_on_rows_of(url, [loc.id for loc in locations])
     report.load = load_note(before, os.getloadavg()[0])
     return report
 

@@ -4,8 +4,9 @@
 
 Runs each job (default: inventory, then sales, as the schedule fires them) through the real
 submit + runner, on a clock that starts at ``--at`` and runs at real speed, and prints one JSON
-object: per job the wall time, the ledger's per-location phase times and counters; and the peak
-resident memory of this process.
+object: per job the wall time, the ledger's per-location phase times and counters; the peak
+resident memory of this process; and on PostgreSQL the CPU its server processes spent for the
+cycle (every backend connected to the cycle's database, sampled each second).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import peak_rss_mb
+import psycopg
+
+from bench.common import peak_rss_mb, plain_dsn, process_cpu_s
 from fluxion_etl.config import load_config
 from fluxion_etl.domain.clock import ScaledClock
 from fluxion_etl.domain.requests import RunRequest
@@ -82,6 +86,41 @@ def _phases(items: Sequence[ledger.ItemRow]) -> dict[str, Any]:
     }
 
 
+class DatabaseCpu:
+    """CPU seconds of the PostgreSQL backends serving one database, while this process runs.
+
+    Backends come and go with the pool; each is sampled every ``interval`` seconds and its last
+    reading kept, so a backend that lived less than one interval is missed (a few ms of work)."""
+
+    def __init__(self, url: str, interval: float = 1.0) -> None:
+        self._dsn, self._interval = plain_dsn(url), interval
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="db-cpu", daemon=True)
+
+    def __enter__(self) -> DatabaseCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self._seen.values())
+
+    def _loop(self) -> None:
+        sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            while True:
+                stopping = self._stop.wait(self._interval)
+                for (pid,) in conn.execute(sql).fetchall():
+                    self._seen[pid] = max(self._seen.get(pid, 0.0), process_cpu_s(pid))
+                if stopping:
+                    return
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.cycle_worker")
     parser.add_argument("--database", required=True)
@@ -101,12 +140,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     clock = ScaledClock(datetime.fromisoformat(args.at), 1.0)
     config = load_config(args.config)
     rt = Runtime(settings=settings, config=config, engine=engine, klk=klk, clock=clock)
+    database_cpu = None
     try:
-        jobs = [run_job(rt, Job(name)) for name in args.jobs.split(",")]
+        if args.database.startswith("postgresql"):
+            with DatabaseCpu(args.database) as database_cpu:
+                jobs = [run_job(rt, Job(name)) for name in args.jobs.split(",")]
+        else:
+            jobs = [run_job(rt, Job(name)) for name in args.jobs.split(",")]
     finally:
         klk.close()
         engine.dispose()
-    print(json.dumps({"jobs": jobs, "peak_rss_mb": peak_rss_mb()}))
+    db_cpu_s = database_cpu.seconds if database_cpu else None
+    print(json.dumps({"jobs": jobs, "peak_rss_mb": peak_rss_mb(), "db_cpu_s": db_cpu_s}))
 
 
 if __name__ == "__main__":

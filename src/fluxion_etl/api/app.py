@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from fluxion_etl import __version__
 from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.api.fastpath import TriggerFastPath
 from fluxion_etl.api.limits import BodySizeLimit
 from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
 from fluxion_etl.api.security import BearerRequired
@@ -48,14 +49,21 @@ with `fluxion-etl token create --scope read|trigger|admin --name NAME`. Scopes: 
 """
 
 
-def create_app(settings: Settings, *, services: ServiceContext) -> FastAPI:
-    """The API over ``services``; the caller opens and closes what ``services`` holds."""
+def create_app(
+    settings: Settings, *, services: ServiceContext, fast_triggers: bool = True
+) -> FastAPI:
+    """The API over ``services``; the caller opens and closes what ``services`` holds.
+
+    ``fast_triggers``: answer plainly well-formed trigger calls before FastAPI's routing
+    (``api.fastpath``); off, the routes answer every call (the tests compare the two)."""
     app = FastAPI(
         title="fluxion-etl",
         version=__version__,
         description=DESCRIPTION,
         lifespan=_sized_thread_pool,
     )
+    if fast_triggers:
+        app.add_middleware(TriggerFastPath, api=app)  # innermost: after the checks below
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(BearerRequired)  # outermost: no token, nothing read
     app.state.services = services

@@ -101,10 +101,11 @@ def start_run(
 
 
 async def start_api_run(services: ServiceContext, request: RunRequest) -> TriggerOutcome:
-    """Steps 1 to 5 for an API call, on the event loop. The reads of steps 2 and 3 are shared with
-    concurrent calls (``api.lookups``), and concurrent identical calls in this process wait for
-    the first one's steps 4 and 5 instead of racing it: with the same key they get its run (200),
-    without a key the run it started is the one already running (409)."""
+    """Steps 1 to 5 for an API call, on the event loop. The reads are shared with concurrent
+    calls (``api.lookups``). Steps 3 to 5 run once at a time per request in this process, and
+    concurrent identical calls wait for that instead of racing it: with the same key they get
+    its run (200); without a key, the run it started is the one already running (409). Step 3
+    reads after the previous identical start ended, so it sees the run that one queued."""
     _validate(services, request)
     shared = lookups(services)
     key = request.idempotency_key
@@ -112,15 +113,16 @@ async def start_api_run(services: ServiceContext, request: RunRequest) -> Trigge
         existing = await shared.run_for_key(key)
         if existing is not None:
             return _repeated(existing, request, None)
-    busy = busy_holder(services, request, await shared.holders())
-    if busy is not None:  # the holder may be the run a concurrent call made for this key
+
+    async def start() -> TriggerOutcome:
+        busy = busy_holder(services, request, await shared.holders())
+        if busy is None:
+            return await to_thread.run_sync(_queue_and_launch, services, request, None)
+        # the holder may be the run a concurrent call (another process) made for this key
         existing = None if key is None else await shared.run_for_key(key)
         return busy if existing is None else _repeated(existing, request, None)
 
-    async def queue_and_launch() -> TriggerOutcome:
-        return await to_thread.run_sync(_queue_and_launch, services, request, None)
-
-    first, outcome = await shared.starts.run(key or _same_request(request), queue_and_launch)
+    first, outcome = await shared.starts.run(key or _same_request(request), start)
     if first:
         return outcome
     if key is not None:

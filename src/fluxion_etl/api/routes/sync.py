@@ -52,13 +52,17 @@ JOB_PATHS = {
 }
 SCHEDULED_TIME_HEADER = "X-Fluxion-Scheduled-Time"
 
+KEY_HEADER = "Idempotency-Key"
+KEY_MAX_LENGTH = 180
+KEY_PATTERN = r"^[\x21-\x7e]+$"  # printable ASCII without spaces
+
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=KEY_HEADER,
         min_length=1,
-        max_length=180,
-        pattern=r"^[\x21-\x7e]+$",
+        max_length=KEY_MAX_LENGTH,
+        pattern=KEY_PATTERN,
         description="Repeat a call with the same key to get the same run (200), not a new one.",
     ),
 ]
@@ -109,11 +113,10 @@ async def sync_inventory(
     schedule: ScheduleName = None,
     scheduled_time: ScheduledTime = None,
 ) -> SyncAnswer:
-    body = body or SyncBody()
-    request = _request(Job.INVENTORY, body.ubicacion_id, caller.name, idempotency_key)
+    request, echoed = inventory_request(services, body or SyncBody(), caller.name, idempotency_key)
     outcome = await _trigger(services, request, _fire(schedule, scheduled_time))
     response.status_code = outcome.http_status
-    return SyncAnswer(**_fields(outcome), ubicacion_id=body.ubicacion_id)
+    return SyncAnswer(**answer_fields(outcome), **echoed)
 
 
 @router.post(
@@ -133,28 +136,10 @@ async def sync_sales(
     schedule: ScheduleName = None,
     scheduled_time: ScheduledTime = None,
 ) -> SalesSyncAnswer:
-    body = body or SalesSyncBody()
-    if body.fecha_fin is not None and body.fecha_inicio is None:
-        raise BadInputError("fecha_inicio", "required when fecha_fin is given (YYYY-MM-DD)")
-    date_to = body.fecha_fin
-    if body.fecha_inicio is not None and date_to is None:
-        date_to = chain_today(services, body.ubicacion_id)
-    request = _request(
-        Job.SALES,
-        body.ubicacion_id,
-        caller.name,
-        idempotency_key,
-        date_from=body.fecha_inicio,
-        date_to=date_to,
-    )
+    request, echoed = sales_request(services, body or SalesSyncBody(), caller.name, idempotency_key)
     outcome = await _trigger(services, request, _fire(schedule, scheduled_time))
     response.status_code = outcome.http_status
-    return SalesSyncAnswer(
-        **_fields(outcome),
-        ubicacion_id=body.ubicacion_id,
-        fecha_inicio=body.fecha_inicio,
-        fecha_fin=date_to,
-    )
+    return SalesSyncAnswer(**answer_fields(outcome), **echoed)
 
 
 @router.post(
@@ -181,7 +166,37 @@ async def sync_reconcile(
         request = replace(request, params={"days": body.days})
     outcome = await _trigger(services, request, _fire(schedule, scheduled_time))
     response.status_code = outcome.http_status
-    return SyncAnswer(**_fields(outcome), ubicacion_id=body.ubicacion_id)
+    return SyncAnswer(**answer_fields(outcome), ubicacion_id=body.ubicacion_id)
+
+
+def inventory_request(
+    services: ServiceContext, body: SyncBody, requested_by: str, key: str | None
+) -> tuple[RunRequest, dict[str, Any]]:
+    """The run ``POST /sync`` asks for, and the fields its answer echoes."""
+    request = _request(Job.INVENTORY, body.ubicacion_id, requested_by, key)
+    return request, {"ubicacion_id": body.ubicacion_id}
+
+
+def sales_request(
+    services: ServiceContext, body: SalesSyncBody, requested_by: str, key: str | None
+) -> tuple[RunRequest, dict[str, Any]]:
+    """The run ``POST /sync/ventas`` asks for (``fecha_fin`` defaults to the location's today),
+    and the fields its answer echoes."""
+    if body.fecha_fin is not None and body.fecha_inicio is None:
+        raise BadInputError("fecha_inicio", "required when fecha_fin is given (YYYY-MM-DD)")
+    date_to = body.fecha_fin
+    if body.fecha_inicio is not None and date_to is None:
+        date_to = chain_today(services, body.ubicacion_id)
+    request = _request(
+        Job.SALES,
+        body.ubicacion_id,
+        requested_by,
+        key,
+        date_from=body.fecha_inicio,
+        date_to=date_to,
+    )
+    echoed = {"ubicacion_id": body.ubicacion_id, "fecha_inicio": body.fecha_inicio}
+    return request, echoed | {"fecha_fin": date_to}
 
 
 def _request(
@@ -293,7 +308,7 @@ def fire_not_started(
     )
 
 
-def _fields(outcome: TriggerOutcome) -> dict[str, Any]:
+def answer_fields(outcome: TriggerOutcome) -> dict[str, Any]:
     return {
         "success": outcome.success,
         "message": outcome.message,

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from klk_builders import article, catalogue_body, sale, sales_body
@@ -20,6 +21,9 @@ from fluxion_etl.errors import KlkError
 from fluxion_etl.klk import wire
 from fluxion_etl.klk.decode import (
     _catalogue_items_row_by_row,
+    _sales_lines,
+    _sales_lines_row_by_row,
+    _Texts,
     catalogue_warehouses,
     decode_catalogue,
     decode_sales,
@@ -269,3 +273,82 @@ def test_the_fast_catalogue_path_gives_what_the_row_by_row_path_gives(
     reference = _catalogue_items_row_by_row(msgspec.json.decode(raw, type=list[wire.Article]))
     assert decoded.items == tuple(reference.values())
     assert decoded.duplicates_removed == len(articles) - len(reference)
+
+
+_sale_texts = st.sampled_from(["", " ", "N/A", " N/A ", "X", " X ", "VIVERES", "0101", None])
+_flags = st.sampled_from([True, False, "S", "N", "", " si ", "1", "0", None])
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "numero_factura": st.sampled_from(["F1", " F1", "F2 ", "F3"]),
+                "linea": st.integers(0, 2),
+                "hora": st.sampled_from(["08:00:00", "08:00:00.1234567", "23:59:59"]),
+                "es_no_fiscal": _flags.filter(lambda flag: flag is not None),
+                "tiene_promocion": _flags,
+                "codigo_promocion": _sale_texts,
+                "marca_producto": _sale_texts,
+                "nombre_almacen": _sale_texts,
+                "cantidad_vendida": st.sampled_from([Decimal("-1.5"), Decimal(0), Decimal("2.50")]),
+            }
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(["America/Caracas", "UTC", "Asia/Kolkata"]),
+)
+def test_the_fast_sales_path_gives_what_the_row_by_row_path_gives(
+    overrides: list[dict[str, Any]], zone_name: str
+) -> None:
+    """The whole-payload fast path (a dict a line, records built by msgspec) and the row-by-row
+    path that names errors agree on every line: texts, flags, UTC instants, duplicates (the first
+    of a key wins)."""
+    zone = ZoneInfo(zone_name)
+    items = []
+    for o in overrides:
+        item = sale(
+            o["numero_factura"],
+            o["linea"],
+            hora=o["hora"],
+            es_no_fiscal=o["es_no_fiscal"],
+            tiene_promocion=o["tiene_promocion"],
+            codigo_promocion=o["codigo_promocion"],
+        )
+        item["producto"][0]["marca_producto"] = o["marca_producto"]
+        item["cantidad"][0].update(
+            nombre_almacen=o["nombre_almacen"], cantidad_vendida=o["cantidad_vendida"]
+        )
+        items.append(item)
+    body = sales_body(items)
+    raw = msgspec.json.decode(body, type=dict[str, msgspec.Raw])["ventas"]
+    rows = msgspec.json.decode(raw, type=list[wire.Sale])
+    fast = _sales_lines(rows, "APP-TPF", zone, _Texts())
+    reference = _sales_lines_row_by_row(rows, "APP-TPF", zone, _Texts(), check=True)
+    assert fast == reference
+    assert list(fast or {}) == list(reference)
+    decoded = decode_sales(body, warehouse_code="APP-TPF", zone=zone)
+    assert decoded.lines == tuple(reference.values())
+    assert decoded.duplicates_removed == len(items) - len(reference)
+
+
+@pytest.mark.parametrize(
+    ("override", "path"),
+    [
+        ({"es_no_fiscal": "MAYBE"}, "$.ventas[1].es_no_fiscal"),
+        ({"hora": "25:00:00"}, "$.ventas[1].hora"),
+        ({"linea": -1}, "$.ventas[1].linea"),
+        ({"numero_factura": "N/A"}, "$.ventas[1].numero_factura"),
+        ({"producto": []}, "$.ventas[1].producto"),
+    ],
+)
+def test_a_bad_line_is_named_whatever_path_decodes_the_rest(
+    override: dict[str, Any], path: str
+) -> None:
+    body = sales_body([sale("F1", 1), sale("F2", 1, **override), sale("F3", 1)])
+    with pytest.raises(KlkError) as caught:
+        decode_sales(body, warehouse_code="APP-TPF", zone=CARACAS)
+    assert caught.value.category.value == "bad_payload"
+    assert path in str(caught.value)
+    assert caught.value.raw == body

@@ -50,7 +50,7 @@ class Invalid(Exception):
 # --- wire shapes (KLK names) ---------------------------------------------------------------------
 
 
-class Wire(msgspec.Struct, kw_only=True):
+class Wire(msgspec.Struct, kw_only=True, gc=False):
     """Base of the wire structs: unknown keys are ignored (deployments add fields)."""
 
 

@@ -41,15 +41,19 @@ class LocationContext:
     def acquire(self) -> bool:
         """Take the (job, location) lease; False when another live run holds it."""
         with self.rt.engine.begin() as conn:
-            return leases.try_acquire(
-                conn,
-                job=self.job.value,
-                location_id=self.location.id,
-                run_id=self.run_id,
-                owner=self.rt.owner,
-                now=self.rt.clock.now(),
-                ttl=self.lease_ttl,
-            ).acquired
+            return self.acquire_in(conn)
+
+    def acquire_in(self, conn: Connection) -> bool:
+        """``acquire`` inside the caller's transaction (the lease is taken when it commits)."""
+        return leases.try_acquire(
+            conn,
+            job=self.job.value,
+            location_id=self.location.id,
+            run_id=self.run_id,
+            owner=self.rt.owner,
+            now=self.rt.clock.now(),
+            ttl=self.lease_ttl,
+        ).acquired
 
     def release(self) -> None:
         with self.rt.engine.begin() as conn:

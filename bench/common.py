@@ -78,8 +78,18 @@ def load_note(before: float, after: float) -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process so far: ``VmHWM``, the peak of its own memory.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent across fork (vfork) and exec, so
+    a worker started by a benchmark whose own peak was higher reported the benchmark's peak
+    (a 14 MB child of a 514 MB parent reads 514 MB there, 14 MB here)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: KiB or bytes
 
 
 def process_cpu_s(pid: int) -> float:

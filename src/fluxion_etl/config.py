@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from importlib import resources
 from pathlib import Path
@@ -183,15 +183,23 @@ class ChainConfig:
     schedules: tuple[ScheduleModel, ...]
     alerts: AlertsModel
 
+    # Built once: every trigger looks its location up (``api.trigger``).
+    _by_id: dict[str, Location] = field(init=False, repr=False, compare=False)
+    _ids: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {loc.id: loc for loc in self.locations})
+        object.__setattr__(self, "_ids", tuple(self._by_id))
+
     def location(self, location_id: str) -> Location:
-        for loc in self.locations:
-            if loc.id == location_id:
-                return loc
-        raise KeyError(location_id)
+        return self._by_id[location_id]
 
     @property
     def location_ids(self) -> tuple[str, ...]:
-        return tuple(loc.id for loc in self.locations)
+        return self._ids
+
+    def knows(self, location_id: str) -> bool:
+        return location_id in self._by_id
 
 
 def parse_spans(spec: str) -> tuple[OpeningSpan, ...]:

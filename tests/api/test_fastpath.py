@@ -37,6 +37,7 @@ CALLS: list[tuple[str, bytes, dict[str, str], str | None, bool]] = [
     (SYNC, b'{"ubicacion_id": "tienda_03"}', JSON, "read", True),  # 403
     (SYNC, b'{"ubicacion_id": "tienda_03"}', JSON, "revoked", True),  # 401
     (SYNC, b'{"ubicacion_id": "tienda_03"}', JSON, None, False),  # 401 before either
+    (SYNC, b'{"ubicacion_id": "tienda_03"}', JSON, "malformed", False),  # 401 before either
     (SALES, b'{"fecha_inicio": "2026-01-02"}', JSON, "trigger", True),
     (SALES, b'{"fecha_inicio": "2026-01-01", "fecha_fin": "2026-01-02"}', JSON, "trigger", True),
     (SALES, b'{"fecha_fin": "2026-01-02"}', JSON, "trigger", True),  # 422 from the request
@@ -60,7 +61,7 @@ def _client(engine: Engine, fast: bool) -> tuple[TestClient, dict[str, str]]:
     with engine.begin() as conn:
         revoked = tokens.create_token(conn, name="gone", scope=tokens.Scope.TRIGGER, now=NOW)
         tokens.revoke_token(conn, "gone", now=NOW)
-    secrets["revoked"] = revoked.secret
+    secrets["revoked"], secrets["malformed"] = revoked.secret, "not-a-token"
     return TestClient(create_app(services.settings, services=services, fast_triggers=fast)), secrets
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import structlog
@@ -20,10 +21,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from fluxion_etl import __version__
 from fluxion_etl.api.context import ServiceContext
-from fluxion_etl.api.fastpath import TriggerFastPath
+from fluxion_etl.api.fastpath import ROUTES, TriggerFastPath
 from fluxion_etl.api.limits import BodySizeLimit
 from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
 from fluxion_etl.api.security import BearerRequired
@@ -56,14 +58,15 @@ def create_app(
 
     ``fast_triggers``: answer plainly well-formed trigger calls before FastAPI's routing
     (``api.fastpath``); off, the routes answer every call (the tests compare the two)."""
-    app = FastAPI(
+    app = FluxionApi(
         title="fluxion-etl",
         version=__version__,
         description=DESCRIPTION,
         lifespan=_sized_thread_pool,
     )
     if fast_triggers:
-        app.add_middleware(TriggerFastPath, api=app)  # innermost: after the checks below
+        rest = partial(FastAPI.__call__, app)
+        app.fast_path = TriggerFastPath(rest, api=app, max_body=MAX_BODY_BYTES)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(BearerRequired)  # outermost: no token, nothing read
     app.state.services = services
@@ -73,6 +76,19 @@ def create_app(
     mount_web(app, settings)
     _add_error_handlers(app)
     return app
+
+
+class FluxionApi(FastAPI):
+    """FastAPI, with the trigger calls' fast path (``api.fastpath``) in front of everything: the
+    calls it answers skip the middleware stack and the routing, the rest go through them."""
+
+    fast_path: TriggerFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and scope["type"] == "http" and scope["path"] in ROUTES:
+            await self.fast_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 @asynccontextmanager

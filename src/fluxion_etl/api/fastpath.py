@@ -33,6 +33,7 @@ from fluxion_etl.api.security import authenticate_shared, authorize
 from fluxion_etl.api.trigger import start_api_run
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.store.tokens import Scope as TokenScope
+from fluxion_etl.store.tokens import is_well_formed
 
 RequestBuilder = Callable[[ServiceContext, Any, str, str | None], tuple[RunRequest, dict[str, Any]]]
 
@@ -51,6 +52,7 @@ ROUTES = {
 HEADERS = {
     b"authorization": "authorization",
     b"content-type": "content-type",
+    b"content-length": "content-length",
     b"idempotency-key": "key",
     b"x-fluxion-schedule": "fire",
     b"x-fluxion-scheduled-time": "fire",
@@ -64,10 +66,11 @@ class Fallback(Exception):
 
 
 class TriggerFastPath:
-    """ASGI middleware in front of FastAPI's routing for the two trigger routes."""
+    """In front of the whole app (``FluxionApi``) for the two trigger routes: ``app`` is the rest
+    of it (its middleware, then FastAPI's routing), which answers whatever this does not."""
 
-    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
-        self.app, self.api = app, api
+    def __init__(self, app: ASGIApp, api: FastAPI, max_body: int) -> None:
+        self.app, self.api, self.max_body = app, api, max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
@@ -75,16 +78,16 @@ class TriggerFastPath:
             await self.app(scope, receive, send)
             return
         try:
-            headers = _headers(scope)
+            headers = _headers(scope, self.max_body)
         except Fallback:
             await self.app(scope, receive, send)
             return
-        body = b""
+        seen: list[Message] = []
         try:
-            body = await _read_body(receive)
+            body = await _read_body(receive, self.max_body, seen)
             status, payload = await self._answer(route, headers, body)
         except Fallback:
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, _replaying(seen, receive), send)
             return
         except Exception as exc:
             await self._error(scope, receive, send, exc)
@@ -107,8 +110,8 @@ class TriggerFastPath:
         body = _body(route, raw, "content-type" in headers)
         key = headers.get("key")
         scheme, _, secret = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secret or secret != secret.strip():
-            raise Fallback
+        if scheme.lower() != "bearer" or secret != secret.strip() or not is_well_formed(secret):
+            raise Fallback  # the app's BearerRequired words the 401
         services: ServiceContext = self.api.state.services
         credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=secret)
         caller = authorize(await authenticate_shared(services, credentials), TokenScope.TRIGGER)
@@ -132,7 +135,7 @@ class TriggerFastPath:
         await response(scope, receive, send)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def _headers(scope: Scope, max_body: int) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, value in scope["headers"]:
         field = HEADERS.get(name)
@@ -142,6 +145,8 @@ def _headers(scope: Scope) -> dict[str, str]:
             raise Fallback  # a repeated header, or a scheduler fire
         if field == "content-type" and value.lower() not in JSON:
             raise Fallback
+        if field == "content-length" and (not value.isdigit() or int(value) > max_body):
+            raise Fallback  # the app's BodySizeLimit answers 413
         found[field] = value.decode("latin-1")
     key = found.get("key")
     if key is not None and (len(key) > sync.KEY_MAX_LENGTH or not KEY.match(key)):
@@ -149,15 +154,19 @@ def _headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
+async def _read_body(receive: Receive, max_body: int, seen: list[Message]) -> bytes:
+    """The whole body; every message received is kept in ``seen`` to be replayed on fallback."""
+    size = 0
     while True:
         message = await receive()
+        seen.append(message)
         if message["type"] != "http.request":
-            raise Fallback  # the client left: the routes see the same
-        chunks.append(message.get("body", b""))
+            raise Fallback  # the client left: the app sees the same
+        size += len(message.get("body", b""))
+        if size > max_body:
+            raise Fallback  # the app's BodySizeLimit answers 413
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return b"".join(m.get("body", b"") for m in seen)
 
 
 def _body(route: FastRoute, raw: bytes, typed: bool) -> Any:
@@ -171,15 +180,11 @@ def _body(route: FastRoute, raw: bytes, typed: bool) -> Any:
         raise Fallback from None
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """``receive`` with the body already read delivered again first."""
-    pending = True
+def _replaying(seen: list[Message], receive: Receive) -> Receive:
+    """``receive`` with the messages already received delivered again first."""
+    pending = iter(seen)
 
     async def replay() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+        return next(pending, None) or await receive()
 
     return replay

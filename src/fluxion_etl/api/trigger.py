@@ -79,7 +79,7 @@ def api_key(header: str) -> str:
 def chain_today(services: ServiceContext, location_id: str | None) -> date:
     """Today in the location's zone (the chain's first location's for a chain-wide request)."""
     config = services.config
-    known = location_id in config.location_ids
+    known = location_id is not None and config.knows(location_id)
     location = config.location(location_id) if known and location_id else config.locations[0]
     return local_date(services.clock.now(), location.zone)
 
@@ -123,13 +123,13 @@ async def start_api_run(services: ServiceContext, request: RunRequest) -> Trigge
         return busy if existing is None else _repeated(existing, request, None)
 
     first, outcome = await shared.starts.run(key or _same_request(request), start)
-    if first:
-        return outcome
-    if key is not None:
-        return await start_api_run(services, request)  # finds the run the first one made
-    if outcome.http_status != http.HTTP_202_ACCEPTED or outcome.run_id is None:
-        return outcome  # busy, or the launch failed: the same answer
-    return _busy(request, outcome.run_id, _where(_locations(services, request)))
+    if first or outcome.http_status != http.HTTP_202_ACCEPTED or outcome.run_id is None:
+        return outcome  # a waiter: busy, or the launch failed, is the same answer
+    if key is None:
+        return _busy(request, outcome.run_id, _where(_locations(services, request)))
+    existing = await shared.run_for_key(key)  # the run the first one made for this key
+    assert existing is not None, "a run created for a key is committed before it is answered"
+    return _repeated(existing, request, None)
 
 
 def _same_request(request: RunRequest) -> Hashable:

@@ -19,12 +19,10 @@ def validate_request(
     request: RunRequest, *, config: ChainConfig, settings: Settings, today: date
 ) -> None:
     """Bad input is refused before anything is written (SPEC: exit 2 / HTTP 422)."""
-    known = set(config.location_ids)
     for loc_id in request.locations or ():
-        if loc_id not in known:
-            raise BadInputError(
-                "location", f"unknown location {loc_id!r}; known: {', '.join(sorted(known))}"
-            )
+        if not config.knows(loc_id):
+            known = ", ".join(sorted(config.location_ids))
+            raise BadInputError("location", f"unknown location {loc_id!r}; known: {known}")
         if request.job is not Job.INVENTORY and not config.location(loc_id).has_sales:
             raise BadInputError(
                 "location", f"{loc_id} has no sales (a distribution centre has only inventory)"

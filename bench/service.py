@@ -139,6 +139,9 @@ def _announced_url(process: subprocess.Popen[str], timeout: float = 60) -> str:
 # --- latency --------------------------------------------------------------------------------------
 
 BODY = b'{"ubicacion_id": "tienda_01"}'
+# Before the gate opens every caller makes one authenticated read, so the measured calls meet a
+# server that has answered calls before (its database pool open), as a running service has.
+WARM_PATH = "/api/etl/runs?limit=1"
 
 
 @dataclass
@@ -147,6 +150,7 @@ class Answers:
     statuses: Counter[int] = field(default_factory=Counter)
     run_ids: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     created: Counter[str] = field(default_factory=Counter)  # 202 answers per key
+    ready: int = 0  # callers connected and warmed, waiting at the gate
     wall_s: float = 0.0  # from the gate opening to the last answer
     driver_cpu_s: float = 0.0  # this process's CPU over the same window
     server_cpu_s: float = 0.0  # the serve process's CPU (and its children's) over it
@@ -173,24 +177,32 @@ class RawConnection:
     """
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: str
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, token: str
     ) -> None:
-        self.reader, self.writer, self.head = reader, writer, head
+        self.reader, self.writer = reader, writer
+        self.common = f"HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        self.head = (
+            f"POST /api/etl/sync {self.common}Content-Type: application/json\r\n"
+            f"Content-Length: {len(BODY)}\r\n"
+        )
 
     @classmethod
     async def open(cls, url: str, token: str) -> RawConnection:
         parsed = urlsplit(url)
         reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
-        head = (
-            f"POST /api/etl/sync HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(BODY)}\r\n"
-        )
-        return cls(reader, writer, head)
+        return cls(reader, writer, parsed.netloc, token)
+
+    async def warm(self) -> int:
+        """One authenticated read (``WARM_PATH``) before the measured calls."""
+        self.writer.write(f"GET {WARM_PATH} {self.common}\r\n".encode())
+        return (await self._answer())[0]
 
     async def post(self, key: str) -> tuple[int, bytes]:
         """Send one trigger and read its whole answer: (status, body)."""
         self.writer.write(f"{self.head}Idempotency-Key: {key}\r\n\r\n".encode() + BODY)
+        return await self._answer()
+
+    async def _answer(self) -> tuple[int, bytes]:
         head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         length = 0
         for line in head[1:]:
@@ -209,6 +221,8 @@ async def _raw_caller(
 ) -> None:
     connection = await RawConnection.open(url, token)
     try:
+        await connection.warm()
+        out.ready += 1
         await start.wait()
         for n in range(requests):
             key = _key(index, n, requests, keys)
@@ -224,7 +238,8 @@ async def _httpx_caller(
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as client:
-        await client.get("/healthz")  # connect before the gate, as the raw client does
+        await client.get(WARM_PATH)  # connect and warm before the gate, as the raw client does
+        out.ready += 1
         await start.wait()
         for n in range(requests):
             key = _key(index, n, requests, keys)
@@ -251,7 +266,8 @@ async def _all_callers(
         asyncio.create_task(caller(url, token, i, requests, keys, start, out))
         for i in range(clients)
     ]
-    await asyncio.sleep(1.0)  # every caller has connected and waits at the gate
+    while out.ready < clients and not any(task.done() for task in tasks):
+        await asyncio.sleep(0.05)  # until every caller has connected, warmed and waits at the gate
     server_before, cpu_before = process_cpu_seconds(server_pid), time.process_time()
     started = time.perf_counter()
     start.set()

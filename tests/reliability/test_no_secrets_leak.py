@@ -304,7 +304,8 @@ def _exercise(
     # KLK down: every location fails, then circuits open
     klk.pause()
     for _ in range(3):
-        clock.advance(minutes=30)
+        clock.advance(minutes=30)  # the inventory schedule fires: its run holds the locations
+        wait_scheduler_settled(client, produced, admin)
         assert sync_both(client, produced, admin) == ["failed", "failed"]
     klk.resume()
 

@@ -89,7 +89,10 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "A repeated Idempotency-Key (same run), or a fire not started."},
     401: {"model": ErrorAnswer, "description": "No valid bearer token."},
     403: {"model": ErrorAnswer, "description": "The token's scope is not `trigger` or `admin`."},
-    409: {"description": "Every requested location is held by a running run (its `run_id`)."},
+    409: {
+        "description": "Every requested location is held by a running or queued run (its "
+        "`run_id`): nothing was started."
+    },
     413: {"model": ErrorAnswer, "description": "The body is too large."},
     422: {"model": ErrorAnswer, "description": "A field is wrong; `message` names it and why."},
     503: {"model": ErrorAnswer, "description": "Database unreachable, or the run did not launch."},

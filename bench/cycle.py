@@ -153,7 +153,9 @@ def etl_cycle(
         sys.executable, "-m", "bench.cycle_worker", "--database", database, "--klk", klk,
         "--config", str(config), "--at", at.isoformat(), "--jobs", jobs,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Any PYTHONPATH of the harness is kept: the worker runs the code the harness runs.
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"cycle worker failed:\n{done.stderr[-3000:]}")

@@ -95,6 +95,21 @@ def served(
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(source), env.get("PYTHONPATH"))))
     command = [sys.executable, "-m", "fluxion_etl", "serve", "--port", "0", "--grace", "5"]
+    with _server_process(command, env) as started:
+        yield started
+
+
+@contextmanager
+def served_floor(kind: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``python -m bench.floor --kind KIND``: a server doing no work (see bench/floor.py)."""
+    with _server_process([sys.executable, "-m", "bench.floor", "--kind", kind], None) as started:
+        yield started
+
+
+@contextmanager
+def _server_process(
+    command: list[str], env: dict[str, str] | None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     process = subprocess.Popen(
         command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
@@ -158,8 +173,9 @@ class Answers:
     def record(self, key: str, started: float, status: int, body: bytes) -> None:
         self.latencies.append(time.perf_counter() - started)
         self.statuses[status] += 1
-        if status in (200, 202):
-            self.run_ids[key].add(int(json.loads(body)["run_id"]))
+        run_id = json.loads(body).get("run_id") if status in (200, 202) else None
+        if run_id is not None:  # (the floors answer without one)
+            self.run_ids[key].add(int(run_id))
         if status == 202:
             self.created[key] += 1
 
@@ -488,6 +504,7 @@ class Options:
     launchers: tuple[str, ...] = ("inline",)
     driver: str = "raw"
     compare_src: Path | None = None
+    floors: bool = False
 
 
 def run(options: Options) -> ServiceReport:
@@ -532,6 +549,8 @@ def run(options: Options) -> ServiceReport:
                             delays, idle = _scheduler(url, process, options)
                         wait_until_idle(url)
                     contenders.append(Contender(label, options.keys, answers, count_runs(url)))
+        for kind in FLOORS if options.floors else ():
+            contenders.append(_floor(kind, options))
     report = ServiceReport(
         machine(),
         options.dialect,
@@ -546,6 +565,26 @@ def run(options: Options) -> ServiceReport:
     )
     report.load = load_note(before, os.getloadavg()[0])
     return report
+
+
+FLOORS = {"asgi": "floor: bare ASGI app", "fastapi": "floor: one FastAPI route"}
+
+
+def _floor(kind: str, options: Options) -> Contender:
+    """The same callers against a server that does no work (bench/floor.py)."""
+    with served_floor(kind) as (url, process):
+        answers = asyncio.run(
+            _all_callers(
+                url,
+                "floor",
+                options.clients,
+                options.requests,
+                options.keys,
+                driver=options.driver,
+                server_pid=process.pid,
+            )
+        )
+    return Contender(FLOORS[kind], options.keys, answers, runs_created=0)
 
 
 def _scheduler(
@@ -589,6 +628,12 @@ def main(argv: Sequence[str] | None = None) -> ServiceReport:
         help="also serve the package in this directory (e.g. `git archive` of an earlier "
         "commit's src), interleaved with this checkout, for before/after ratios",
     )
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="also drive a bare ASGI app and one FastAPI route doing no work (bench/floor.py): "
+        "the latency this machine gives a server that does nothing, in the same run",
+    )
     args = parser.parse_args(argv)
     exit_cleanly_on_sigterm()
     options = Options(
@@ -601,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> ServiceReport:
         launchers=tuple(name.strip() for name in args.launchers.split(",") if name.strip()),
         driver=args.driver,
         compare_src=args.compare_src,
+        floors=args.floors,
     )
     print(f"uptime before: {os.getloadavg()}", flush=True)
     report = run(options)

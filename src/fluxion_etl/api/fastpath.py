@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.api.lookups import lookups
 from fluxion_etl.api.routes import sync
 from fluxion_etl.api.schemas import SalesSyncAnswer, SalesSyncBody, SyncAnswer, SyncBody
-from fluxion_etl.api.security import authenticate_shared, authorize
-from fluxion_etl.api.trigger import start_api_run
+from fluxion_etl.api.security import authorize, caller_of
+from fluxion_etl.api.trigger import api_key, start_api_run
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.store.tokens import Scope as TokenScope
 from fluxion_etl.store.tokens import is_well_formed
@@ -113,10 +113,11 @@ class TriggerFastPath:
         if scheme.lower() != "bearer" or secret != secret.strip() or not is_well_formed(secret):
             raise Fallback  # the app's BearerRequired words the 401
         services: ServiceContext = self.api.state.services
-        credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=secret)
-        caller = authorize(await authenticate_shared(services, credentials), TokenScope.TRIGGER)
+        # the token, the key's run and the holders in one shared round trip
+        reads = await lookups(services).trigger_reads(secret, None if key is None else api_key(key))
+        caller = authorize(await caller_of(services, reads.token), TokenScope.TRIGGER)
         request, echoed = route.build(services, body, caller.name, key)
-        outcome = await start_api_run(services, request)
+        outcome = await start_api_run(services, request, reads)
         answer = route.answer(**sync.answer_fields(outcome), **echoed)
         return outcome.http_status, answer.model_dump_json().encode()
 

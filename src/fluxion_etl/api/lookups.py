@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 T = TypeVar("T")
+Question = tuple[str | None, str | None]  # a trigger call's (bearer secret, idempotency key)
 
 # Keys per query: a bound on the statement's size, far above what one batch gathers in practice.
 MAX_BATCH = 500
@@ -130,10 +131,18 @@ class Holders:
         return cls(leases.list_leases(conn), ledger.queued_scopes(conn))
 
 
+@dataclass(frozen=True, slots=True)
+class TriggerReads:
+    """What a trigger call reads, in one round trip: its caller's token (None: unknown, revoked,
+    or not asked), the run of its key (None: none yet, or no key), and the holders."""
+
+    token: TokenInfo | None
+    run: RunRow | None
+    holders: Holders
+
+
 class Lookups:
     """The shared reads of one service on one event loop."""
-
-    HOLDERS = "holders"
 
     def __init__(self, services: ServiceContext) -> None:
         engine = services.read_engine
@@ -142,31 +151,38 @@ class Lookups:
             with engine.connect() as conn:
                 return tokens.verify_tokens(conn, secrets)
 
-        def fetch_runs(keys: Sequence[str]) -> Mapping[str, RunRow]:
+        def fetch_triggers(
+            asked: Sequence[Question],
+        ) -> Mapping[Question, TriggerReads]:
+            secrets = [secret for secret, _ in asked if secret is not None]
+            keys = [key for _, key in asked if key is not None]
             with engine.connect() as conn:
-                return ledger.runs_for_keys(conn, keys)
-
-        def fetch_holders(keys: Sequence[str]) -> Mapping[str, Holders]:
-            with engine.connect() as conn:
-                return dict.fromkeys(keys, Holders.read(conn))
+                found_tokens = tokens.verify_tokens(conn, secrets) if secrets else {}
+                runs = ledger.runs_for_keys(conn, keys) if keys else {}
+                held = Holders.read(conn)
+            return {
+                (secret, key): TriggerReads(
+                    None if secret is None else found_tokens.get(secret),
+                    None if key is None else runs.get(key),
+                    held,
+                )
+                for secret, key in asked
+            }
 
         self._tokens = Batched(fetch_tokens)
-        self._runs = Batched(fetch_runs)
-        self._holders = Batched(fetch_holders)
+        self._triggers = Batched(fetch_triggers)
         self.starts: SingleFlight[Hashable, TriggerOutcome] = SingleFlight()
         self._touched: dict[int, datetime] = {}
 
     async def token(self, secret: str) -> TokenInfo | None:
         return await self._tokens.get(secret)
 
-    async def run_for_key(self, key: str) -> RunRow | None:
-        return await self._runs.get(key)
-
-    async def holders(self) -> Holders:
-        """A question without a key: every request waiting at once shares one answer."""
-        held = await self._holders.get(self.HOLDERS)
-        assert held is not None
-        return held
+    async def trigger_reads(self, secret: str | None, key: str | None) -> TriggerReads:
+        """The token of ``secret`` (if given), the run of idempotency key ``key`` (if given) and
+        the holders, read with every other trigger call waiting at the same moment."""
+        reads = await self._triggers.get((secret, key))
+        assert reads is not None
+        return reads
 
     def should_touch(self, info: TokenInfo, now: datetime) -> bool:
         """``tokens.needs_touch``, once per token and resolution in this process (a burst of

@@ -61,11 +61,17 @@ async def authenticate_shared(
     services: ServiceContext, credentials: HTTPAuthorizationCredentials | None
 ) -> Caller:
     """``authenticate`` on the event loop, the token looked up together with those of concurrent
-    requests (``api.lookups``); its last use written once a minute per process."""
-    shared = lookups(services)
-    info = _known(await shared.token(_presented(credentials)))
+    requests (``api.lookups``)."""
+    info = await lookups(services).token(_presented(credentials))
+    return await caller_of(services, info)
+
+
+async def caller_of(services: ServiceContext, info: tokens.TokenInfo | None) -> Caller:
+    """The caller of a token looked up (401 when None); its last use written once a minute per
+    process."""
+    info = _known(info)
     now = services.clock.now()
-    if shared.should_touch(info, now):
+    if lookups(services).should_touch(info, now):
         await to_thread.run_sync(_touch, services, info.id, now)
     return Caller(name=info.name, scope=info.scope)
 

@@ -29,7 +29,7 @@ from fastapi import status as http
 from sqlalchemy import Connection
 
 from fluxion_etl.api.context import ServiceContext
-from fluxion_etl.api.lookups import Holders, lookups
+from fluxion_etl.api.lookups import Holders, TriggerReads, lookups
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import ErrorCategory, FireOutcome, Job, RunStatus
 from fluxion_etl.domain.windows import local_date
@@ -100,36 +100,43 @@ def start_run(
     return _queue_and_launch(services, request, fire)
 
 
-async def start_api_run(services: ServiceContext, request: RunRequest) -> TriggerOutcome:
-    """Steps 1 to 5 for an API call, on the event loop. The reads are shared with concurrent
-    calls (``api.lookups``). Steps 3 to 5 run once at a time per request in this process, and
-    concurrent identical calls wait for that instead of racing it: with the same key they get
-    its run (200); without a key, the run it started is the one already running (409). Step 3
-    reads after the previous identical start ended, so it sees the run that one queued."""
+async def start_api_run(
+    services: ServiceContext, request: RunRequest, reads: TriggerReads | None = None
+) -> TriggerOutcome:
+    """Steps 1 to 5 for an API call, on the event loop. Its reads are shared with concurrent
+    calls (``api.lookups``; ``reads``: already made for this call, by the fast path). Steps 3 to
+    5 run once at a time per request in this process, reading afresh, so they see the run the
+    previous identical start queued; concurrent identical calls wait for that instead of racing
+    it: with the same key they get its run (200), without a key the run it started is the one
+    already running (409)."""
     _validate(services, request)
     shared = lookups(services)
     key = request.idempotency_key
     if key is not None:
-        existing = await shared.run_for_key(key)
-        if existing is not None:
-            return _repeated(existing, request, None)
+        if reads is None:
+            reads = await shared.trigger_reads(None, key)
+        if reads.run is not None:
+            return _repeated(reads.run, request, None)
 
     async def start() -> TriggerOutcome:
-        busy = busy_holder(services, request, await shared.holders())
-        if busy is None:
-            return await to_thread.run_sync(_queue_and_launch, services, request, None)
-        # the holder may be the run a concurrent call (another process) made for this key
-        existing = None if key is None else await shared.run_for_key(key)
-        return busy if existing is None else _repeated(existing, request, None)
+        fresh = await shared.trigger_reads(None, key)
+        if fresh.run is not None:  # made meanwhile by a call with this key (another process)
+            return _repeated(fresh.run, request, None)
+        busy = busy_holder(services, request, fresh.holders)
+        if busy is not None:
+            return busy
+        return await to_thread.run_sync(_queue_and_launch, services, request, None)
 
     first, outcome = await shared.starts.run(key or _same_request(request), start)
-    if first or outcome.http_status != http.HTTP_202_ACCEPTED or outcome.run_id is None:
-        return outcome  # a waiter: busy, or the launch failed, is the same answer
-    if key is None:
+    if first or outcome.run_id is None:
+        return outcome
+    if key is not None and outcome.http_status in (http.HTTP_200_OK, http.HTTP_202_ACCEPTED):
+        # the run the first one found or made for this key: answered for this call's request
+        made = await shared.trigger_reads(None, key)
+        return outcome if made.run is None else _repeated(made.run, request, None)
+    if key is None and outcome.http_status == http.HTTP_202_ACCEPTED:
         return _busy(request, outcome.run_id, _where(_locations(services, request)))
-    existing = await shared.run_for_key(key)  # the run the first one made for this key
-    assert existing is not None, "a run created for a key is committed before it is answered"
-    return _repeated(existing, request, None)
+    return outcome  # busy, or the launch failed: the same answer
 
 
 def _same_request(request: RunRequest) -> Hashable:

@@ -154,8 +154,8 @@ class Lookups:
         def fetch_triggers(
             asked: Sequence[Question],
         ) -> Mapping[Question, TriggerReads]:
-            secrets = [secret for secret, _ in asked if secret is not None]
-            keys = [key for _, key in asked if key is not None]
+            secrets = list({secret for secret, _ in asked if secret is not None})
+            keys = list({key for _, key in asked if key is not None})
             with engine.connect() as conn:
                 found_tokens = tokens.verify_tokens(conn, secrets) if secrets else {}
                 runs = ledger.runs_for_keys(conn, keys) if keys else {}

@@ -13,12 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from api_support import NOW, FakeLauncher, make_services, make_tokens, served_on_loopback
-from sqlalchemy import Engine, func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, func, select
 
 from fluxion_etl.api.app import create_app
 from fluxion_etl.api.lookups import Batched, SingleFlight
+from fluxion_etl.api.trigger import api_key
 from fluxion_etl.domain.clock import ManualClock
-from fluxion_etl.store import tokens
+from fluxion_etl.domain.requests import RunRequest
+from fluxion_etl.domain.states import Job, Trigger
+from fluxion_etl.engine.submit import submit
+from fluxion_etl.store import ledger, tokens
+from fluxion_etl.store.db import create_db_engine
 from fluxion_etl.store.schema import runs
 
 CALLERS = 40
@@ -200,3 +206,55 @@ def test_concurrent_calls_with_a_revoked_or_unknown_token_are_all_refused(
         assert all("unknown or revoked" in a.json()["message"] for a in answers)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(runs)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "routes"])
+def test_a_key_whose_run_another_process_commits_meanwhile_gets_that_run(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """Another API process commits the run for the same key between this call's reads (on
+    PostgreSQL each statement sees its own snapshot): the answer is that run (200), never a 409
+    naming it."""
+    clock = ManualClock(NOW)
+    services = make_services(engine, clock, FakeLauncher())
+    secret = make_tokens(engine, NOW)["trigger"]
+    other = create_db_engine(engine.url.render_as_string(hide_password=False))
+    original, calls = ledger.runs_for_keys, []
+
+    def racing(conn: Connection, keys: Sequence[str]) -> dict[str, ledger.RunRow]:
+        found = original(conn, keys)
+        calls.append(list(keys))
+        if len(calls) == 2:  # the start's fresh read: the other process commits now
+            request = RunRequest(
+                job=Job.INVENTORY,
+                trigger=Trigger.API,
+                locations=("tienda_01",),
+                requested_by="trigger",
+                idempotency_key=api_key("K-1"),
+            )
+            submit(
+                other,
+                request,
+                config=services.config,
+                settings=services.settings,
+                clock=clock,
+                launcher="other",
+            )
+        return found
+
+    monkeypatch.setattr(ledger, "runs_for_keys", racing)
+    app = create_app(services.settings, services=services, fast_triggers=fast)
+    try:
+        with TestClient(app) as client:
+            answer = client.post(
+                "/api/etl/sync",
+                json={"ubicacion_id": "tienda_01"},
+                headers={"Authorization": f"Bearer {secret}", "Idempotency-Key": "K-1"},
+            )
+    finally:
+        other.dispose()
+
+    assert len(calls) >= 2, calls
+    assert answer.status_code == 200, answer.text
+    with engine.connect() as conn:
+        assert conn.execute(select(runs.c.id)).scalars().all() == [answer.json()["run_id"]]

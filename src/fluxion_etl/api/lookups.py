@@ -128,7 +128,9 @@ class Holders:
 
     @classmethod
     def read(cls, conn: Connection) -> Holders:
-        return cls(leases.list_leases(conn), ledger.queued_scopes(conn))
+        # queued runs first: a run that starts between the two reads is then in one list or both
+        queued = ledger.queued_scopes(conn)
+        return cls(leases.list_leases(conn), queued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +160,10 @@ class Lookups:
             keys = list({key for _, key in asked if key is not None})
             with engine.connect() as conn:
                 found_tokens = tokens.verify_tokens(conn, secrets) if secrets else {}
-                runs = ledger.runs_for_keys(conn, keys) if keys else {}
+                # holders first: on PostgreSQL each statement has its own snapshot, and a run
+                # seen holding a location must then be seen by the key lookup too
                 held = Holders.read(conn)
+                runs = ledger.runs_for_keys(conn, keys) if keys else {}
             return {
                 (secret, key): TriggerReads(
                     None if secret is None else found_tokens.get(secret),

@@ -127,7 +127,8 @@ async def start_api_run(
             return busy
         return await to_thread.run_sync(_queue_and_launch, services, request, None)
 
-    first, outcome = await shared.starts.run(key or _same_request(request), start)
+    # the same key with another body is another flight: the database's key decides (422)
+    first, outcome = await shared.starts.run((key, _same_request(request)), start)
     if first or outcome.run_id is None:
         return outcome
     if key is not None and outcome.http_status in (http.HTTP_200_OK, http.HTTP_202_ACCEPTED):
@@ -140,7 +141,7 @@ async def start_api_run(
 
 
 def _same_request(request: RunRequest) -> Hashable:
-    """What makes two calls without a key the same request (the caller's name does not)."""
+    """What makes two calls the same request (the caller's name does not)."""
     params = tuple(sorted((name, repr(value)) for name, value in request.params.items()))
     return (request.job, request.locations, request.date_from, request.date_to, params)
 

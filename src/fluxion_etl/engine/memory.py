@@ -33,7 +33,10 @@ _tuned = False
 def _glibc_call(name: str) -> Callable[..., int] | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
-    function: Callable[..., int] | None = getattr(ctypes.CDLL(None), name, None)
+    try:  # an unusual build may report glibc and still not load it: then do nothing
+        function: Callable[..., int] | None = getattr(ctypes.CDLL(None), name, None)
+    except OSError:
+        return None
     return function
 
 

@@ -3,15 +3,15 @@
 start_run:
   1. validate the request (unknown location, dates) before anything is written
   2. a repeated idempotency key (or fire) returns the existing run: 200, or ``duplicate`` for a fire
-  3. an API call that finds every requested location leased by a live run is refused: 409
+  3. an API call that finds every requested location held by another run is refused: 409
   4. queue the run (the key's unique column makes concurrent repeats yield one run)
   5. launch it; a failed hand-off fails the run with category ``launch``: 503
 
-Step 4 is one
-``INSERT … ON CONFLICT DO NOTHING``. The trigger path is hot (callers retry, schedules fire on the
-minute, many callers at once): ``start_api_run`` serves API calls on the event loop, their reads
-shared with concurrent calls and concurrent identical starts made once (``api.lookups``);
-``start_run`` is the blocking form for scheduler fires and the control centre.
+Step 3 counts a queued run as holding the locations it covers (it takes their leases when it
+starts). Step 4 is one ``INSERT … ON CONFLICT DO NOTHING``. The trigger path is hot (callers retry,
+schedules fire on the minute, many callers at once): ``start_api_run`` serves API calls on the
+event loop, their reads shared with concurrent calls and concurrent identical starts made once
+(``api.lookups``); ``start_run`` is the blocking form for scheduler fires and the control centre.
 
 Scheduler fires skip step 3: a fire is answered so that it is never retried (SPEC §6), and the run
 it starts records each busy location as ``skipped_busy``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import warnings
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,6 +23,7 @@ from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.launchers import LaunchError
 from fluxion_etl.settings import Settings
 from fluxion_etl.store import tokens
+from fluxion_etl.store.db import create_db_engine
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's notice about httpx; the client works the same
@@ -85,6 +88,16 @@ def served_on_loopback(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def copied_sqlite(template: Path, path: Path) -> Iterator[Engine]:
+    """A fresh database at the current schema: a copy of ``template`` at ``path``."""
+    shutil.copyfile(template, path)
+    eng = create_db_engine(f"sqlite:///{path}")
+    try:
+        yield eng
+    finally:
+        eng.dispose()
 
 
 def make_services(engine: Engine, clock: ManualClock, launcher: FakeLauncher) -> ServiceContext:

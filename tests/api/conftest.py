@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import Api, build_api
+from api_support import (
+    NOW,
+    Api,
+    FakeLauncher,
+    build_api,
+    copied_sqlite,
+    make_services,
+    make_tokens,
+    served_on_loopback,
+)
 from sqlalchemy import Engine
 
+from fluxion_etl.api.app import create_app
+from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.store.db import create_db_engine, upgrade
 
 
@@ -25,18 +35,23 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def sqlite_engine(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Engine]:
-    shutil.copyfile(migrated_sqlite, tmp_path / "api.db")
-    eng = create_db_engine(f"sqlite:///{tmp_path / 'api.db'}")
-    try:
-        yield eng
-    finally:
-        eng.dispose()
+    yield from copied_sqlite(migrated_sqlite, tmp_path / "api.db")
 
 
 @pytest.fixture
 def api(sqlite_engine: Engine) -> Iterator[Api]:
     """The API over SQLite (most behaviour does not depend on the dialect)."""
     yield from build_api(sqlite_engine)
+
+
+@pytest.fixture
+def served(engine: Engine) -> Iterator[tuple[str, str, FakeLauncher]]:
+    """(base URL, trigger token, launcher): the API served by uvicorn on loopback."""
+    launcher = FakeLauncher()
+    services = make_services(engine, ManualClock(NOW), launcher)
+    token = make_tokens(engine, NOW)["trigger"]
+    with served_on_loopback(create_app(services.settings, services=services)) as url:
+        yield url, token, launcher
 
 
 @pytest.fixture

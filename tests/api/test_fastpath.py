@@ -6,13 +6,12 @@ plainly well-formed calls must have been answered by the fast path (not handed t
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import NOW, FakeLauncher, make_services, make_tokens
+from api_support import NOW, FakeLauncher, copied_sqlite, make_services, make_tokens
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -20,7 +19,6 @@ from fluxion_etl.api import fastpath
 from fluxion_etl.api.app import MAX_BODY_BYTES, create_app
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.store import tokens
-from fluxion_etl.store.db import create_db_engine
 
 SYNC, SALES = "/api/etl/sync", "/api/etl/sync/ventas"
 JSON = {"Content-Type": "application/json"}
@@ -69,12 +67,7 @@ def _client(engine: Engine, fast: bool) -> tuple[TestClient, dict[str, str]]:
 def second_engine(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Engine]:
     """A second fresh database (the answers do not depend on the dialect; the shared reads are
     tested on both in test_shared_lookups.py)."""
-    shutil.copyfile(migrated_sqlite, tmp_path / "other.db")
-    other = create_db_engine(f"sqlite:///{tmp_path / 'other.db'}")
-    try:
-        yield other
-    finally:
-        other.dispose()
+    yield from copied_sqlite(migrated_sqlite, tmp_path / "other.db")
 
 
 def _answer(client: TestClient, secrets: dict[str, str], call: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
-from api_support import NOW, FakeLauncher, make_services, make_tokens, served_on_loopback
+from api_support import FakeLauncher
 from sqlalchemy import Engine, func, select
 
-from fluxion_etl.api.app import create_app
-from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.store.schema import runs
 
 CALLERS = 50
-
-
-@pytest.fixture
-def served(engine: Engine) -> Iterator[tuple[str, str, FakeLauncher]]:
-    """(base URL, trigger token, launcher) of the API served by uvicorn on loopback."""
-    launcher = FakeLauncher()
-    services = make_services(engine, ManualClock(NOW), launcher)
-    token = make_tokens(engine, NOW)["trigger"]
-    with served_on_loopback(create_app(services.settings, services=services)) as url:
-        yield url, token, launcher
 
 
 def test_concurrent_identical_triggers_with_one_key_create_one_run(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from api_support import NOW, FakeLauncher, make_services, make_tokens, served_on_loopback
+from api_support import NOW, FakeLauncher, make_services, make_tokens
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, func, select
 
@@ -151,16 +151,6 @@ def test_single_flight_gives_the_first_failure_to_every_caller_then_runs_again()
     failed, again = asyncio.run(run())
     assert [type(error) for error in failed] == [RuntimeError] * 3
     assert again == (True, 2)
-
-
-@pytest.fixture
-def served(engine: Engine) -> Iterator[tuple[str, str, FakeLauncher]]:
-    """(base URL, trigger token, launcher) of the API served by uvicorn on loopback."""
-    launcher = FakeLauncher()
-    services = make_services(engine, ManualClock(NOW), launcher)
-    token = make_tokens(engine, NOW)["trigger"]
-    with served_on_loopback(create_app(services.settings, services=services)) as url:
-        yield url, token, launcher
 
 
 def _burst(base: str, headers: dict[str, str], body: object) -> list[httpx.Response]:

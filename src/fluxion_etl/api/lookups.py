@@ -153,17 +153,15 @@ class Lookups:
             with engine.connect() as conn:
                 return tokens.verify_tokens(conn, secrets)
 
-        def fetch_triggers(
-            asked: Sequence[Question],
-        ) -> Mapping[Question, TriggerReads]:
+        def fetch_triggers(asked: Sequence[Question]) -> Mapping[Question, TriggerReads]:
             secrets = list({secret for secret, _ in asked if secret is not None})
             keys = list({key for _, key in asked if key is not None})
             with engine.connect() as conn:
-                found_tokens = tokens.verify_tokens(conn, secrets) if secrets else {}
+                found_tokens = tokens.verify_tokens(conn, secrets)
                 # holders first: on PostgreSQL each statement has its own snapshot, and a run
                 # seen holding a location must then be seen by the key lookup too
                 held = Holders.read(conn)
-                runs = ledger.runs_for_keys(conn, keys) if keys else {}
+                runs = ledger.runs_for_keys(conn, keys)
             return {
                 (secret, key): TriggerReads(
                     None if secret is None else found_tokens.get(secret),

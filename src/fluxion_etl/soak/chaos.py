@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http import HTTPStatus
 
 from sqlalchemy import Engine, select
 
@@ -46,7 +47,7 @@ from fluxion_etl.soak.modes import SoakMode
 from fluxion_etl.soak.plan import Action, ActionKind
 from fluxion_etl.soak.procs import ServeProcess, kill_pid, workers
 from fluxion_etl.soak.timekeeper import Timekeeper
-from fluxion_etl.soak.triggers import Api, fire_headers
+from fluxion_etl.soak.triggers import Answer, Api, fire_headers
 from fluxion_etl.store.schema import runs
 
 BUDGET = timedelta(minutes=45)  # simulated time an action may look for its moment
@@ -179,13 +180,17 @@ class Chaos:
         return f"killed service {serve.index} (pid {pid}), restarted as pid {serve.pid}"
 
     def _kill_serve_queued(self, action: Action) -> str | None:
+        """Up to 8 tries at catching a queued run before its launch; a call answered 409 (its
+        location held by a queued or running run) made no run and is not a try: it is called
+        again a simulated minute later, within the action's budget."""
         serve = self.serves[action.serve]
-        for _ in range(8):
+        tries, until = 0, self._until()
+        while tries < 8 and self.clock.now() < until:
             key = self._key("queued")
+            answers: list[Answer] = []
             caller = threading.Thread(
-                target=self.api.post,
-                args=(serve.index, "/api/etl/sync", {"ubicacion_id": action.location}),
-                kwargs={"headers": {"Idempotency-Key": key}},
+                target=self._post_into,
+                args=(answers, serve.index, {"ubicacion_id": action.location}, key),
                 daemon=True,
             )
             caller.start()
@@ -194,8 +199,16 @@ class Chaos:
                 self._restart(serve)
                 return f"{caught}; restarted as pid {serve.pid}"
             caller.join(30)
-            self.clock.sleep(300)
+            busy = bool(answers) and answers[0].status_code == HTTPStatus.CONFLICT
+            tries += 0 if busy else 1
+            self.clock.sleep(60 if busy else 300)
         return None
+
+    def _post_into(
+        self, answers: list[Answer], serve: int, body: dict[str, object], key: str
+    ) -> None:
+        headers = {"Idempotency-Key": key}
+        answers.append(self.api.post(serve, "/api/etl/sync", dict(body), headers=headers))
 
     def _catch_between_queue_and_launch(
         self, serve: ServeProcess, key: str, caller: threading.Thread

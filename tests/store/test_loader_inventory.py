@@ -218,24 +218,27 @@ def test_an_inventory_load_runs_the_same_statements_whatever_its_size(
         return [replace(items[0], stock=items[0].stock + 1), *items[1:-1], catalogue_item(9999)]
 
     load(engine, catalogue(10), warehouse="W")
+    load(engine, catalogue(10), warehouse="W")  # a reload: the session has its stage from now on
     small = statements_to_load(engine, executed, with_changes(catalogue(10)))
     load(engine, catalogue(1000), warehouse="W")
     large = statements_to_load(engine, executed, with_changes(catalogue(1000)))
-    # create stage, (SQLite: empty it, fill), count disappearing, count changes, history of
-    # changes, upsert (PostgreSQL: those four in one statement), history of disappeared, delete
-    # disappeared (PostgreSQL: one statement). PostgreSQL empties the stage at commit, and COPY
-    # goes to the driver.
+    # SQLite: create stage, empty it, fill, count disappearing, count changes, history of
+    # changes, upsert, history of disappeared, delete disappeared. PostgreSQL: is anything stored
+    # and is the stage there (in place of creating it), the merge, the removal; it empties the
+    # stage at commit, and COPY goes to the driver.
     assert small == large == {"postgresql": 3, "sqlite": 9}[engine.dialect.name]
 
 
 def test_a_reload_without_disappearances_runs_the_baseline_statements_on_postgres(
     engine: Engine, executed: list[str]
 ) -> None:
-    """Create the stage, merge: the shape of the COPY + merge baseline, nothing more."""
+    """Ask whether anything is stored and the stage exists (in place of creating it), merge: the
+    shape of the COPY + merge baseline, nothing more."""
     if engine.dialect.name != "postgresql":
         pytest.skip("the statement shape of the PostgreSQL loader")
     items = catalogue(50)
     load(engine, items, warehouse="W")
+    load(engine, items, warehouse="W")  # a reload: the session has its stage from now on
     changed = [replace(items[0], stock=items[0].stock + 1), *items[1:], catalogue_item(900)]
     assert statements_to_load(engine, executed, changed) == 2
 

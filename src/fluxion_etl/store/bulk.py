@@ -56,6 +56,7 @@ def stage(
     *,
     key: Sequence[str] = (),
     leading: Sequence[Any] = (),
+    exists: bool = False,
 ) -> None:
     """Fill the temporary table ``name`` (created on first use, emptied first) from ``records``,
     objects with an attribute named like each column; the first ``len(leading)`` columns take
@@ -63,8 +64,10 @@ def stage(
 
     The table lives for the session; PostgreSQL empties it at commit (``ON COMMIT DELETE ROWS``) so
     staged data never outlives the caller's transaction. Three statements, however many rows.
+    ``exists``: the caller has just seen the table in this session (PostgreSQL), so it is not
+    created again, one round trip fewer.
     """
-    _create_stage(conn, name, columns, key)
+    _create_stage(conn, name, columns, key, exists=exists)
     if not records:
         return
     names = [c.name for c in columns[len(leading) :]]
@@ -82,14 +85,19 @@ def stage(
 
 
 def _create_stage(
-    conn: Connection, name: str, columns: Sequence[Column[Any]], key: Sequence[str]
+    conn: Connection,
+    name: str,
+    columns: Sequence[Column[Any]],
+    key: Sequence[str],
+    *,
+    exists: bool = False,
 ) -> None:
     definitions = [f"{c.name} {type_ddl(conn, c)}" for c in columns]
     if key:
         definitions.append(f"PRIMARY KEY ({column_list(key)})")
     body = ", ".join(definitions)
     if is_postgres(conn):
-        _prepare_postgres_stage(conn, name, body)
+        _prepare_postgres_stage(conn, name, body, exists=exists)
     else:
         conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body})")
         conn.exec_driver_sql(f"DELETE FROM temp.{name}")  # noqa: S608 - identifiers are our own constants; values are bound
@@ -99,16 +107,17 @@ def _create_stage(
 _STAGED_IN = "fluxion_staged_in"
 
 
-def _prepare_postgres_stage(conn: Connection, name: str, body: str) -> None:
-    """One statement, one round trip: the table is emptied at every commit (``ON COMMIT DELETE
-    ROWS``) and what a rolled-back transaction put in it is invisible, so only a table already
-    filled in this very transaction (several catalogues of one location) needs a ``DELETE``.
+def _prepare_postgres_stage(conn: Connection, name: str, body: str, *, exists: bool) -> None:
+    """At most one statement, one round trip: the table is emptied at every commit (``ON COMMIT
+    DELETE ROWS``) and what a rolled-back transaction put in it is invisible, so only a table
+    already filled in this very transaction (several catalogues of one location) needs a
+    ``DELETE``, and one the caller knows ``exists`` nothing at all.
     On a busy machine every round trip waits for the server process to get a core."""
     transaction = conn.get_transaction()
     staged_in: dict[str, object] = conn.info.setdefault(_STAGED_IN, {})
     if transaction is not None and staged_in.get(name) is transaction:
         conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - identifiers are our own constants; values are bound
-    else:
+    elif not exists:
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE IF NOT EXISTS {name} ({body}) ON COMMIT DELETE ROWS"
         )
@@ -161,6 +170,13 @@ def rows_of(records: Iterable[Any], names: Sequence[str]) -> Iterator[Row]:
     if len(names) == 1:
         return ((value,) for value in map(attrgetter(names[0]), records))
     return map(attrgetter(*names), records)
+
+
+def framed(
+    rows: Iterable[Row], before: Sequence[Any] = (), after: Sequence[Any] = ()
+) -> Iterator[Row]:
+    """Every row with the constants ``before`` and ``after`` around it, lazily."""
+    return ((*before, *row, *after) for row in rows)
 
 
 def columns_of(records: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:

@@ -18,6 +18,11 @@ A price- or tax-only change updates the current row but writes no history: the h
 "how did stock move", and prices change across the whole catalogue at once with the exchange rate,
 which would turn the history back into a full copy of every snapshot.
 
+On PostgreSQL the first load of a warehouse (nothing stored for it yet, seen in the same
+transaction) skips the stage and the merge: the catalogue is copied straight into
+``inventory_current`` and its ``appeared`` history read back from there, the same rows the merge
+would write. Staging, the full join and the conflict checks were a quarter of that load.
+
 Nothing is written for an identical catalogue. Each step runs a constant number of statements.
 """
 
@@ -33,7 +38,15 @@ from typing import Any
 from sqlalchemy import Column, Connection, TextClause, bindparam, text
 
 from fluxion_etl.domain.records import CatalogueItem
-from fluxion_etl.store.bulk import column_list, differs, is_postgres, stage
+from fluxion_etl.store.bulk import (
+    column_list,
+    copy_rows,
+    differs,
+    framed,
+    is_postgres,
+    rows_of,
+    stage,
+)
 from fluxion_etl.store.schema import inventory_current, products
 from fluxion_etl.store.types import UtcDateTime
 
@@ -41,6 +54,7 @@ INVENTORY_STAGE = "fluxion_stage_inventory"
 PRODUCTS_STAGE = "fluxion_stage_products"
 STOCK_FIELDS = ("sku", "stock", "price_usd", "tax_rate")
 STOCK_VALUES = ("stock", "price_usd", "tax_rate")
+CURRENT_FIELDS = ("location_id", "warehouse_code", *STOCK_FIELDS, "updated_at", "run_id")
 PRODUCT_FIELDS = (
     "sku",
     "barcode",
@@ -120,25 +134,30 @@ def stage_inventory(
     items: Sequence[CatalogueItem],
     run_id: int | None,
     now: datetime,
+    copy_first_load: bool = True,
 ) -> InventoryStage:
     """Stage the whole catalogue of one warehouse (duplicate skus: the last wins), write what
     appeared or changed with its history, and count what would disappear. Finish with
     ``apply_inventory`` in the same transaction, before staging another catalogue on this
-    connection."""
+    connection.
+
+    ``copy_first_load=False`` sends a first load on PostgreSQL through the stage and merge too
+    (the tests compare the two ways).
+    """
     unique = list({item.sku: item for item in items}.values())
-    columns = [inventory_current.c[name] for name in STOCK_FIELDS]
-    # SQLite looks staged skus up by index; PostgreSQL hash-joins, and an index would only slow
-    # the COPY (the skus are already unique).
-    key = () if is_postgres(conn) else ("sku",)
-    stage(conn, INVENTORY_STAGE, columns, unique, key=key)
     params = {
         "location_id": location_id,
         "warehouse_code": warehouse_code,
         "run_id": run_id,
         "now": now,
     }
-    merge = _merge_changes_postgres if is_postgres(conn) else _merge_changes_sqlite
-    inserted, updated, disappearing, history = merge(conn, params)
+    if is_postgres(conn):
+        counts = _write_postgres(conn, unique, params, copy_first_load=copy_first_load)
+    else:
+        # SQLite looks staged skus up by index.
+        stage(conn, INVENTORY_STAGE, _stock_columns(), unique, key=("sku",))
+        counts = _merge_changes_sqlite(conn, params)
+    inserted, updated, disappearing, history = counts
     token = next(_stage_tokens)
     conn.info[_STAGE_OWNER] = token
     return InventoryStage(
@@ -263,6 +282,83 @@ def _upsert_changes(conn: Connection) -> TextClause:
         SELECT {LOC}, {WH}, {column_list(STOCK_FIELDS, "s")}, :now, {RUN}
         {_changed_rows(conn)}
         ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {assignments}
+        """
+    )
+
+
+def _stock_columns() -> list[Column[Any]]:
+    return [inventory_current.c[name] for name in STOCK_FIELDS]
+
+
+def _write_postgres(
+    conn: Connection,
+    unique: Sequence[CatalogueItem],
+    params: dict[str, Any],
+    *,
+    copy_first_load: bool,
+) -> tuple[int, int, int, int]:
+    """(inserted, updated, disappearing, history rows). One question first, in the caller's
+    transaction: is anything stored for this warehouse, and is the staging table there already?
+    Nothing stored: the first load, copied straight in. Otherwise stage and merge; the question
+    replaces the stage's ``CREATE … IF NOT EXISTS``, so a reload runs as many statements as the
+    baseline."""
+    stored, stage_exists = conn.execute(_survey_postgres(), params).one()
+    if not stored and copy_first_load:
+        return len(unique), 0, 0, _copy_first_catalogue(conn, unique, params)
+    # PostgreSQL hash-joins staged and stored skus; an index would only slow the COPY (the skus
+    # are already unique).
+    stage(conn, INVENTORY_STAGE, _stock_columns(), unique, exists=bool(stage_exists))
+    return _merge_changes_postgres(conn, params)
+
+
+def _survey_postgres() -> TextClause:
+    return text(
+        f"""
+        SELECT EXISTS (
+                   SELECT 1 FROM inventory_current
+                   WHERE location_id = :location_id AND warehouse_code = :warehouse_code
+               ),
+               to_regclass('pg_temp.{INVENTORY_STAGE}') IS NOT NULL
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+    )
+
+
+def _copy_first_catalogue(
+    conn: Connection, unique: Sequence[CatalogueItem], params: dict[str, Any]
+) -> int:
+    """Copy the catalogue of a warehouse with nothing stored straight into ``inventory_current``,
+    then write every article's ``appeared`` history from the rows just written; returns the
+    history rows. What the merge writes for such a warehouse, without staging, joining and
+    checking conflicts.
+
+    The caller has seen the warehouse empty in this transaction, and one run at a time writes a
+    location (leases). Should another transaction write the warehouse all the same, the COPY
+    fails on the primary key and the caller's transaction with it: nothing half-written.
+    """
+    if not unique:
+        return 0
+    now = UtcDateTime().process_bind_param(params["now"], conn.dialect)  # refuses naive times
+    rows = framed(
+        rows_of(unique, STOCK_FIELDS),
+        before=(params["location_id"], params["warehouse_code"]),
+        after=(now, params["run_id"]),
+    )
+    columns = [inventory_current.c[name] for name in CURRENT_FIELDS]
+    copy_rows(conn, "inventory_current", columns, rows)
+    return int(conn.execute(_history_of_first_catalogue(), params).rowcount)
+
+
+def _history_of_first_catalogue() -> TextClause:
+    # The copied rows carry the load's time and run already: changed_at and run_id come from them.
+    return text(
+        """
+        INSERT INTO inventory_history
+            (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
+             changed_at, run_id)
+        SELECT location_id, warehouse_code, sku, 'appeared', NULL, stock, price_usd,
+               updated_at, run_id
+        FROM inventory_current
+        WHERE location_id = :location_id AND warehouse_code = :warehouse_code
         """
     )
 

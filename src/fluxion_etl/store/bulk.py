@@ -14,7 +14,7 @@ PostgreSQL), so staged and stored values compare equal when they are equal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, getcontext
 from itertools import repeat
@@ -125,15 +125,23 @@ def _prepare_postgres_stage(conn: Connection, name: str, body: str, *, exists: b
 
 
 def copy_rows(
-    conn: Connection, table: str, columns: Sequence[Column[Any]], rows: Iterable[Row]
+    conn: Connection,
+    table: str,
+    columns: Sequence[Column[Any]],
+    rows: Iterable[Row],
+    *,
+    as_text: Collection[str] = (),
 ) -> None:
     """``COPY table (columns) FROM STDIN`` on the connection's own psycopg connection (same tx).
 
     Telling psycopg the column types up front lets it pick each dumper once, not per value.
-    Driver errors are raised as SQLAlchemy's ``DBAPIError`` family like every other statement's.
+    The columns named in ``as_text`` take values already spelled as the server's input (a
+    constant formatted once: dumping one ``datetime`` per row doubled the CPU of a 15,000-row
+    COPY). Driver errors are raised as SQLAlchemy's ``DBAPIError`` family like every other
+    statement's.
     """
     sql = f"COPY {table} ({column_list(c.name for c in columns)}) FROM STDIN"
-    types = [_postgres_type_name(conn, c) for c in columns]
+    types = ["text" if c.name in as_text else _postgres_type_name(conn, c) for c in columns]
     driver = conn.connection.driver_connection
     try:
         with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]

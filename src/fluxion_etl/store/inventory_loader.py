@@ -341,10 +341,10 @@ def _copy_first_catalogue(
     rows = framed(
         rows_of(unique, STOCK_FIELDS),
         before=(params["location_id"], params["warehouse_code"]),
-        after=(now, params["run_id"]),
+        after=(now.isoformat(), params["run_id"]),  # ISO 8601 with its offset: exact
     )
     columns = [inventory_current.c[name] for name in CURRENT_FIELDS]
-    copy_rows(conn, "inventory_current", columns, rows)
+    copy_rows(conn, "inventory_current", columns, rows, as_text=("updated_at",))
     return int(conn.execute(_history_of_first_catalogue(), params).rowcount)
 
 

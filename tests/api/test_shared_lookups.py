@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -17,13 +18,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, func, select
 
 from fluxion_etl.api.app import create_app
-from fluxion_etl.api.lookups import Batched, SingleFlight
+from fluxion_etl.api.lookups import Batched, Holders, SingleFlight, in_thread
+from fluxion_etl.api.loopreads import Found, LoopReads
 from fluxion_etl.api.trigger import api_key
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import Job, Trigger
 from fluxion_etl.engine.submit import submit
-from fluxion_etl.store import ledger, tokens
+from fluxion_etl.store import leases, ledger, tokens
 from fluxion_etl.store.db import create_db_engine
 from fluxion_etl.store.schema import runs
 
@@ -50,7 +52,7 @@ def test_questions_asked_together_share_one_fetch() -> None:
     fetch = Recorder()
 
     async def ask() -> list[str | None]:
-        batched = Batched(fetch)
+        batched = Batched(in_thread(fetch))
         return await asyncio.gather(*(batched.get(key) for key in ("a", "b", "a", "absent")))
 
     assert asyncio.run(ask()) == ["A", "B", "A", None]
@@ -63,7 +65,7 @@ def test_a_question_asked_while_a_fetch_runs_waits_for_the_next_fetch() -> None:
     fetch.release.clear()
 
     async def ask() -> tuple[str | None, str | None]:
-        batched = Batched(fetch)
+        batched = Batched(in_thread(fetch))
         first = asyncio.create_task(batched.get("a"))
         while not fetch.started.is_set():
             await asyncio.sleep(0.001)
@@ -86,7 +88,7 @@ def test_a_failed_fetch_fails_every_waiter_and_the_next_question_is_asked_again(
         return dict.fromkeys(keys, "ok")
 
     async def ask() -> tuple[list[object], str | None]:
-        batched = Batched(fetch)
+        batched = Batched(in_thread(fetch))
         failed = await asyncio.gather(batched.get("a"), batched.get("b"), return_exceptions=True)
         return failed, await batched.get("a")
 
@@ -100,7 +102,7 @@ def test_a_waiter_that_goes_away_does_not_cancel_the_others() -> None:
     fetch.release.clear()
 
     async def ask() -> str | None:
-        batched = Batched(fetch)
+        batched = Batched(in_thread(fetch))
         leaving = asyncio.create_task(batched.get("a"))
         staying = asyncio.create_task(batched.get("a"))
         while not fetch.started.is_set():
@@ -209,10 +211,9 @@ def test_a_key_whose_run_another_process_commits_meanwhile_gets_that_run(
     services = make_services(engine, clock, FakeLauncher())
     secret = make_tokens(engine, NOW)["trigger"]
     other = create_db_engine(engine.url.render_as_string(hide_password=False))
-    original, calls = ledger.runs_for_keys, []
+    calls: list[list[str]] = []
 
-    def racing(conn: Connection, keys: Sequence[str]) -> dict[str, ledger.RunRow]:
-        found = original(conn, keys)
+    def after_read(keys: Sequence[str]) -> None:
         calls.append(list(keys))
         if len(calls) == 2:  # the start's fresh read: the other process commits now
             request = RunRequest(
@@ -230,9 +231,22 @@ def test_a_key_whose_run_another_process_commits_meanwhile_gets_that_run(
                 clock=clock,
                 launcher="other",
             )
+
+    # the key is read by ``ledger.runs_for_keys`` in a thread (SQLite), or on the loop (PostgreSQL)
+    in_thread, on_loop = ledger.runs_for_keys, LoopReads.read
+
+    def racing(conn: Connection, keys: Sequence[str]) -> dict[str, ledger.RunRow]:
+        found = in_thread(conn, keys)
+        after_read(keys)
+        return found
+
+    async def racing_on_loop(self: LoopReads, secrets: Sequence[str], keys: Sequence[str]) -> Found:
+        found = await on_loop(self, secrets, keys)
+        after_read(keys)
         return found
 
     monkeypatch.setattr(ledger, "runs_for_keys", racing)
+    monkeypatch.setattr(LoopReads, "read", racing_on_loop)
     app = create_app(services.settings, services=services, fast_triggers=fast)
     try:
         with TestClient(app) as client:
@@ -248,3 +262,48 @@ def test_a_key_whose_run_another_process_commits_meanwhile_gets_that_run(
     assert answer.status_code == 200, answer.text
     with engine.connect() as conn:
         assert conn.execute(select(runs.c.id)).scalars().all() == [answer.json()["run_id"]]
+
+
+def test_the_read_on_the_event_loop_finds_what_the_read_in_a_thread_finds(engine: Engine) -> None:
+    """PostgreSQL's trigger read on the loop (``api.loopreads``) and the threaded one return
+    the same records: tokens (a revoked one refused), queued runs, leases and runs by key."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the read on the loop is PostgreSQL's")
+    services = make_services(engine, ManualClock(NOW), FakeLauncher())
+    secrets = make_tokens(engine, NOW)
+    for location, key in (("tienda_01", "K-1"), (None, "K-2"), ("tienda_02", None)):
+        request = RunRequest(
+            job=Job.INVENTORY,
+            trigger=Trigger.API,
+            locations=None if location is None else (location,),
+            requested_by="trigger",
+            idempotency_key=None if key is None else api_key(key),
+        )
+        submit(engine, request, config=services.config, settings=services.settings,
+               clock=services.clock)  # fmt: skip
+    with engine.begin() as conn:
+        gone = tokens.create_token(conn, name="gone", scope=tokens.Scope.TRIGGER, now=NOW)
+        tokens.revoke_token(conn, "gone", now=NOW)
+        leases.try_acquire(conn, job="inventory", location_id="tienda_03", run_id=1,
+                           owner="test", now=NOW, ttl=timedelta(minutes=5))  # fmt: skip
+    asked = [*secrets.values(), gone.secret, tokens.new_secret(), "not-a-token"]
+    keys = [api_key("K-1"), api_key("K-2"), api_key("K-3")]
+
+    async def on_loop() -> Found:
+        reads = LoopReads(engine)
+        try:
+            return await reads.read(asked, keys)
+        finally:
+            await reads.aclose()
+
+    found = asyncio.run(on_loop())
+    with engine.connect() as conn:
+        held = Holders.read(conn)
+        assert found == Found(
+            tokens.verify_tokens(conn, asked), held.queued, held.leases,
+            ledger.runs_for_keys(conn, keys),
+        )  # fmt: skip
+    assert set(found.tokens) == set(secrets.values())
+    assert sorted(found.runs) == keys[:2]
+    assert len(found.queued) == 3
+    assert [lease.location_id for lease in found.leases] == ["tienda_03"]

@@ -27,6 +27,7 @@ from fluxion_etl import __version__
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.fastpath import ROUTES, TriggerFastPath
 from fluxion_etl.api.limits import BodySizeLimit
+from fluxion_etl.api.lookups import close_lookups
 from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
 from fluxion_etl.api.security import BearerRequired
 from fluxion_etl.errors import BadInputError, SchemaNotReadyError
@@ -62,7 +63,7 @@ def create_app(
         title="fluxion-etl",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=_sized_thread_pool,
+        lifespan=_lifespan,
     )
     if fast_triggers:
         rest = partial(FastAPI.__call__, app)
@@ -92,10 +93,14 @@ class FluxionApi(FastAPI):
 
 
 @asynccontextmanager
-async def _sized_thread_pool(app: FastAPI) -> AsyncIterator[None]:
-    """Sync routes run in anyio's thread pool (40 threads by default, see ``API_THREADS``)."""
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Sync routes run in anyio's thread pool (40 threads by default, see ``API_THREADS``); the
+    shared reads' connection (``api.lookups``) is closed at the end."""
     to_thread.current_default_thread_limiter().total_tokens = API_THREADS
-    yield
+    try:
+        yield
+    finally:
+        await close_lookups(app.state.services)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

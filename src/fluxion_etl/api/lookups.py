@@ -3,10 +3,11 @@
 Under a burst of triggers (callers retrying, scheduler fires on the minute, many callers at once)
 every request asks the database the same questions: whose token is this, which run has this
 Idempotency-Key, which locations are taken. ``Batched`` gathers the questions asked while its
-previous query is in flight and answers them all with the next one, in one thread hand-off (the
-DataLoader pattern, or group commit for reads). A question is always answered by a query that
-starts after it was asked, so no answer is older than its request: a token revoked before a request
-arrives is refused, and a run created before it is found, as with one query per request.
+previous query is in flight and answers them all with the next one (the DataLoader pattern, or
+group commit for reads): on PostgreSQL on the event loop itself, in one round trip
+(``api.loopreads``); on SQLite in one thread hand-off. A question is always answered by a query
+that starts after it was asked, so no answer is older than its request: a token revoked before a
+request arrives is refused, and a run created before it is found, as with one query per request.
 
 ``SingleFlight`` lets concurrent identical starts in this process wait for the first one instead of
 racing it to the database (the database's unique key still decides between processes).
@@ -26,6 +27,7 @@ from anyio import to_thread
 from sqlalchemy import Connection
 
 from fluxion_etl.api.context import ServiceContext
+from fluxion_etl.api.loopreads import Found, LoopReads
 from fluxion_etl.domain.states import Job
 from fluxion_etl.store import leases, ledger, tokens
 from fluxion_etl.store.leases import LeaseRow
@@ -44,24 +46,40 @@ Question = tuple[str | None, str | None]  # a trigger call's (bearer secret, ide
 MAX_BATCH = 500
 
 
+Fetch = Callable[[Sequence[K]], Awaitable[Mapping[K, V]]]
+
+
+def in_thread(fetch: Callable[[Sequence[K]], Mapping[K, V]]) -> Fetch[K, V]:
+    """A blocking ``fetch`` run in a worker thread."""
+
+    async def threaded(keys: Sequence[K]) -> Mapping[K, V]:
+        return await to_thread.run_sync(fetch, keys)
+
+    return threaded
+
+
 class Batched(Generic[K, V]):
     """``await batched.get(key)``: ``fetch(keys)``'s value for ``key`` (None when absent), with
     the keys of every request waiting at the same moment fetched together."""
 
-    def __init__(self, fetch: Callable[[Sequence[K]], Mapping[K, V]]) -> None:
+    def __init__(self, fetch: Fetch[K, V]) -> None:
         self._fetch = fetch
-        self._waiting: dict[K, asyncio.Future[V | None]] = {}
+        # Each caller awaits its own future: one that goes away (a closed connection) cancels
+        # only its own, never the others' answer.
+        self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
         self._drainer: asyncio.Task[None] | None = None
 
     async def get(self, key: K) -> V | None:
-        future = self._waiting.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiting[key] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V | None] = loop.create_future()
+        waiters = self._waiting.get(key)
+        if waiters is None:
+            self._waiting[key] = [future]
             if self._drainer is None:
-                self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        # A caller that goes away (a closed connection) must not cancel the others' answer.
-        return await asyncio.shield(future)
+                self._drainer = loop.create_task(self._drain())
+        else:
+            waiters.append(future)
+        return await future
 
     async def _drain(self) -> None:
         try:
@@ -73,21 +91,25 @@ class Batched(Generic[K, V]):
         finally:
             self._drainer = None
 
-    async def _answer(self, batch: dict[K, asyncio.Future[V | None]]) -> None:
+    async def _answer(self, batch: dict[K, list[asyncio.Future[V | None]]]) -> None:
         try:
-            found = await to_thread.run_sync(self._fetch, list(batch))
+            found = await self._fetch(list(batch))
         except Exception as exc:  # every waiter gets the failure (e.g. 503: database down)
-            for future in batch.values():
-                if not future.done():
-                    future.set_exception(exc)
+            for waiters in batch.values():
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(exc)
             return
         except BaseException:  # cancelled (the server is stopping): so are the waiters
-            for future in batch.values():
-                future.cancel()
+            for waiters in batch.values():
+                for future in waiters:
+                    future.cancel()
             raise
-        for key, future in batch.items():
-            if not future.done():
-                future.set_result(found.get(key))
+        for key, waiters in batch.items():
+            value = found.get(key)
+            for future in waiters:
+                if not future.done():
+                    future.set_result(value)
 
 
 class SingleFlight(Generic[K, T]):
@@ -96,6 +118,10 @@ class SingleFlight(Generic[K, T]):
 
     def __init__(self) -> None:
         self._running: dict[K, asyncio.Future[T]] = {}
+
+    def running(self, key: K) -> bool:
+        """Whether a start for ``key`` is under way."""
+        return key in self._running
 
     async def run(self, key: K, start: Callable[[], Awaitable[T]]) -> tuple[bool, T]:
         running = self._running.get(key)
@@ -144,7 +170,7 @@ class TriggerReads:
 
 
 class Lookups:
-    """The shared reads of one service on one event loop."""
+    """The shared reads of one service on one event loop; ``aclose`` when its app stops."""
 
     def __init__(self, services: ServiceContext) -> None:
         engine = services.read_engine
@@ -153,28 +179,48 @@ class Lookups:
             with engine.connect() as conn:
                 return tokens.verify_tokens(conn, secrets)
 
-        def fetch_triggers(asked: Sequence[Question]) -> Mapping[Question, TriggerReads]:
-            secrets = list({secret for secret, _ in asked if secret is not None})
-            keys = list({key for _, key in asked if key is not None})
+        def read_in_thread(secrets: Sequence[str], keys: Sequence[str]) -> Found:
             with engine.connect() as conn:
                 found_tokens = tokens.verify_tokens(conn, secrets)
                 # holders first: on PostgreSQL each statement has its own snapshot, and a run
                 # seen holding a location must then be seen by the key lookup too
                 held = Holders.read(conn)
-                runs = ledger.runs_for_keys(conn, keys)
+                return Found(
+                    found_tokens, held.queued, held.leases, ledger.runs_for_keys(conn, keys)
+                )
+
+        self._loop_reads = LoopReads(engine) if engine.dialect.name == "postgresql" else None
+
+        async def fetch_triggers(asked: Sequence[Question]) -> Mapping[Question, TriggerReads]:
+            secrets = list({secret for secret, _ in asked if secret is not None})
+            keys = list({key for _, key in asked if key is not None})
+            if self._loop_reads is not None:
+                found = await self._loop_reads.read(secrets, keys)
+            else:
+                found = await to_thread.run_sync(read_in_thread, secrets, keys)
+            held = Holders(found.leases, found.queued)
             return {
                 (secret, key): TriggerReads(
-                    None if secret is None else found_tokens.get(secret),
-                    None if key is None else runs.get(key),
+                    None if secret is None else found.tokens.get(secret),
+                    None if key is None else found.runs.get(key),
                     held,
                 )
                 for secret, key in asked
             }
 
-        self._tokens = Batched(fetch_tokens)
+        async def fetch_tokens_on_loop(secrets: Sequence[str]) -> Mapping[str, TokenInfo]:
+            assert self._loop_reads is not None
+            return await self._loop_reads.tokens(secrets)
+
+        on_loop = self._loop_reads is not None
+        self._tokens = Batched(fetch_tokens_on_loop if on_loop else in_thread(fetch_tokens))
         self._triggers = Batched(fetch_triggers)
         self.starts: SingleFlight[Hashable, TriggerOutcome] = SingleFlight()
         self._touched: dict[int, datetime] = {}
+
+    async def aclose(self) -> None:
+        if self._loop_reads is not None:
+            await self._loop_reads.aclose()
 
     async def token(self, secret: str) -> TokenInfo | None:
         return await self._tokens.get(secret)
@@ -205,3 +251,10 @@ def lookups(services: ServiceContext) -> Lookups:
     if not isinstance(found, Lookups):
         found = services.loop_state[loop] = Lookups(services)
     return found
+
+
+async def close_lookups(services: ServiceContext) -> None:
+    """Close the running loop's ``Lookups`` for ``services``, if it made one (the app's end)."""
+    found = services.loop_state.pop(asyncio.get_running_loop(), None)
+    if isinstance(found, Lookups):
+        await found.aclose()

@@ -73,7 +73,7 @@ class RunRow:
     error_message: str | None
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> RunRow:
+    def from_row(cls, row: Mapping[Any, Any]) -> RunRow:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["job"], values["status"] = Job(row["job"]), RunStatus(row["status"])
         values["trigger"] = Trigger(row["trigger"])
@@ -195,7 +195,9 @@ def get_run(conn: Connection, run_id: int) -> RunRow | None:
 
 # Every trigger runs this lookup: built once, it skips rebuilding and re-keying the statement.
 _RUNS_BY_KEYS = select(runs).where(runs.c.idempotency_key.in_(bindparam("keys", expanding=True)))
-_QUEUED = select(runs.c.id, runs.c.job, runs.c.scope).where(runs.c.status == RunStatus.QUEUED.value)
+QUEUED_RUNS = select(runs.c.id, runs.c.job, runs.c.scope).where(
+    runs.c.status == RunStatus.QUEUED.value
+)
 
 
 def run_for_key(conn: Connection, key: str) -> RunRow | None:
@@ -214,10 +216,13 @@ def runs_for_keys(conn: Connection, keys: Sequence[str]) -> dict[str, RunRow]:
 def queued_scopes(conn: Connection) -> list[tuple[int, Job, tuple[str, ...] | None]]:
     """(run id, job, scope) of every queued run: they take their locations' leases when they
     start (scope None: every active location)."""
-    return [
-        (int(row.id), Job(row.job), None if row.scope is None else tuple(row.scope))
-        for row in conn.execute(_QUEUED)
-    ]
+    return [queued_scope(row) for row in conn.execute(QUEUED_RUNS).mappings()]
+
+
+def queued_scope(row: Mapping[Any, Any]) -> tuple[int, Job, tuple[str, ...] | None]:
+    """(run id, job, scope) of a row of ``QUEUED_RUNS``."""
+    scope = row["scope"]
+    return int(row["id"]), Job(row["job"]), None if scope is None else tuple(scope)
 
 
 def list_runs(

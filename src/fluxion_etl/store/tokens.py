@@ -14,12 +14,13 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.store.schema import api_tokens
@@ -128,11 +129,26 @@ def verify_token(conn: Connection, secret: str) -> TokenInfo | None:
 def verify_tokens(conn: Connection, secrets: Sequence[str]) -> dict[str, TokenInfo]:
     """``verify_token`` for many secrets in one query: the active token of each secret that has
     one (the API checks the tokens of concurrent requests together, ``api.lookups``)."""
-    digests = {hash_token(secret): secret for secret in secrets if is_well_formed(secret)}
+    digests = presented_digests(secrets)
     if not digests:
         return {}
+    return active_by_secret(
+        conn.execute(_BY_HASHES, {"digests": list(digests)}).mappings(), digests
+    )
+
+
+def presented_digests(secrets: Sequence[str]) -> dict[str, str]:
+    """The hash of each well-formed secret → the secret (what ``verify_tokens`` looks up)."""
+    return {hash_token(secret): secret for secret in secrets if is_well_formed(secret)}
+
+
+def active_by_secret(
+    rows: Iterable[Mapping[Any, Any]], digests: Mapping[str, str]
+) -> dict[str, TokenInfo]:
+    """The active token of each presented secret among ``rows`` (token rows looked up by the
+    ``digests`` of ``presented_digests``), the stored hash compared in constant time."""
     found: dict[str, TokenInfo] = {}
-    for row in conn.execute(_BY_HASHES, {"digests": list(digests)}).mappings():
+    for row in rows:
         digest = str(row["token_hash"])
         secret = digests.get(digest)
         if secret is None or not hmac.compare_digest(digest, hash_token(secret)):
@@ -174,7 +190,7 @@ def _find(conn: Connection, name: str) -> TokenInfo | None:
     return None if row is None else _info(row)
 
 
-def _info(row: RowMapping) -> TokenInfo:
+def _info(row: Mapping[Any, Any]) -> TokenInfo:
     return TokenInfo(
         id=int(row["id"]),
         name=str(row["name"]),

@@ -1,0 +1,173 @@
+"""The trigger calls' shared read on PostgreSQL, made on the event loop (``api.lookups``).
+
+In a worker thread the read cost a thread hand-off each way and, worse, the GIL back after every
+round trip (a ping, four statements, a rollback): while the loop was busy answering calls, each
+wait could last the interpreter's switch interval (5 ms), and a batch took 9–30 ms for four
+one-row queries. Here one psycopg ``AsyncConnection`` (autocommit, the engine's own connection
+parameters) sends the four statements in one pipeline: one round trip, awaited on the loop.
+
+The statements are SQLAlchemy's, compiled once for the engine's dialect, and every column is
+decoded by its SQLAlchemy type (aware UTC instants, JSON), so the rows are those the threaded read
+gets; the store's own row builders (``tokens``, ``ledger``, ``leases``) turn them into records.
+A database error is raised as SQLAlchemy's (so the API answers 503 as it does elsewhere) and
+drops the connection; the next batch opens a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import psycopg
+from anyio import to_thread
+from sqlalchemy import Engine, RowMapping, Select, String, any_, bindparam, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from fluxion_etl.domain.states import Job
+from fluxion_etl.store import ledger, tokens
+from fluxion_etl.store.leases import LeaseRow
+from fluxion_etl.store.schema import api_tokens, leases, runs
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A select compiled for one dialect, with each column's result processor."""
+
+    sql: str
+    defaults: dict[str, Any]  # the values bound in the query itself
+    columns: Sequence[tuple[str, Callable[[Any], Any] | None]]
+
+    @classmethod
+    def compile(cls, query: Select[Any], engine: Engine) -> Statement:
+        dialect = engine.dialect
+        columns = [
+            (column.name, column.type.dialect_impl(dialect).result_processor(dialect, None))
+            for column in query.selected_columns
+        ]
+        compiled = query.compile(dialect=dialect)
+        return cls(compiled.string, dict(compiled.params), columns)
+
+    def params(self, **values: Any) -> dict[str, Any]:
+        return self.defaults | values
+
+    def rows(self, fetched: Sequence[tuple[Any, ...]]) -> list[Row]:
+        return [
+            {name: value if decode is None else decode(value) for (name, decode), value in
+             zip(self.columns, raw, strict=True)}
+            for raw in fetched
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What one trigger read found (as ``lookups.fetch_triggers`` reads it in a thread)."""
+
+    tokens: dict[str, tokens.TokenInfo]
+    queued: list[tuple[int, Job, tuple[str, ...] | None]]
+    leases: list[LeaseRow]
+    runs: dict[str, ledger.RunRow]
+
+
+class LoopReads:
+    """The trigger read of one event loop on PostgreSQL; ``aclose`` when the loop's app stops."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._tokens = Statement.compile(
+            select(api_tokens).where(
+                api_tokens.c.token_hash == any_(bindparam("digests", type_=ARRAY(String)))
+            ),
+            engine,
+        )
+        self._queued = Statement.compile(ledger.QUEUED_RUNS, engine)
+        self._leases = Statement.compile(
+            select(leases).order_by(leases.c.job, leases.c.location_id), engine
+        )
+        self._runs = Statement.compile(
+            select(runs).where(
+                runs.c.idempotency_key == any_(bindparam("keys", type_=ARRAY(String)))
+            ),
+            engine,
+        )
+        self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+
+    async def tokens(self, secrets: Sequence[str]) -> dict[str, tokens.TokenInfo]:
+        """``tokens.verify_tokens`` on the loop."""
+        digests = tokens.presented_digests(secrets)
+        if not digests:
+            return {}
+        (rows,) = await self._fetch([(self._tokens, self._tokens.params(digests=list(digests)))])
+        return tokens.active_by_secret(rows, digests)
+
+    async def read(self, secrets: Sequence[str], keys: Sequence[str]) -> Found:
+        """The active tokens of ``secrets``, the queued runs and leases, then the runs of
+        ``keys`` (holders before keys: see ``lookups.Lookups``), in one round trip."""
+        digests = tokens.presented_digests(secrets)
+        token_rows, queued_rows, lease_rows, run_rows = await self._fetch(
+            [
+                (self._tokens, self._tokens.params(digests=list(digests))),
+                (self._queued, self._queued.params()),
+                (self._leases, self._leases.params()),
+                (self._runs, self._runs.params(keys=list(keys))),
+            ]
+        )
+        return Found(
+            tokens=tokens.active_by_secret(token_rows, digests),
+            queued=[ledger.queued_scope(row) for row in queued_rows],
+            leases=[LeaseRow.from_row(cast(RowMapping, row)) for row in lease_rows],
+            runs={str(row["idempotency_key"]): ledger.RunRow.from_row(row) for row in run_rows},
+        )
+
+    async def _fetch(self, asked: Sequence[tuple[Statement, dict[str, Any]]]) -> list[list[Row]]:
+        """The rows of each statement, sent in one pipeline (one round trip), in order."""
+        conn = await self._connection()
+        try:
+            async with conn.pipeline():
+                cursors = [await conn.execute(stmt.sql, params) for stmt, params in asked]
+            return [
+                stmt.rows(await cursor.fetchall())
+                for (stmt, _), cursor in zip(asked, cursors, strict=True)
+            ]
+        except psycopg.Error as exc:
+            await self.aclose()
+            raise _as_sqlalchemy(exc) from exc
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            try:
+                params = await to_thread.run_sync(_connection_parameters, self._engine)
+                self._conn = await psycopg.AsyncConnection.connect(autocommit=True, **params)
+            except psycopg.Error as exc:
+                raise _as_sqlalchemy(exc) from exc
+        return self._conn
+
+
+def _connection_parameters(engine: Engine) -> Mapping[str, Any]:
+    """The parameters the engine's own connections are made with (its options and timeouts)."""
+    with engine.connect() as conn:
+        info = conn.connection.dbapi_connection.info  # type: ignore[union-attr]
+        params: dict[str, Any] = dict(info.get_parameters())
+        if info.password:
+            params["password"] = info.password
+    return params
+
+
+def _as_sqlalchemy(exc: psycopg.Error) -> sa_exc.DBAPIError:
+    """The error SQLAlchemy would have raised for it (the API maps those to 503 or 500)."""
+    kind: type[sa_exc.DBAPIError]
+    if isinstance(exc, psycopg.OperationalError):
+        kind = sa_exc.OperationalError
+    elif isinstance(exc, psycopg.InterfaceError):
+        kind = sa_exc.InterfaceError
+    else:
+        kind = sa_exc.DBAPIError
+    return kind(None, None, exc)

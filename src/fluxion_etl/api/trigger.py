@@ -104,11 +104,12 @@ async def start_api_run(
     services: ServiceContext, request: RunRequest, reads: TriggerReads | None = None
 ) -> TriggerOutcome:
     """Steps 1 to 5 for an API call, on the event loop. Its reads are shared with concurrent
-    calls (``api.lookups``; ``reads``: already made for this call, by the fast path). Steps 3 to
-    5 run once at a time per request in this process, reading afresh, so they see the run the
-    previous identical start queued; concurrent identical calls wait for that instead of racing
-    it: with the same key they get its run (200), without a key the run it started is the one
-    already running (409)."""
+    calls (``api.lookups``; ``reads``: already made for this call, by the fast path). A call
+    whose locations those reads found held is answered 409 at once, unless an identical start is
+    under way in this process. Steps 3 to 5 run once at a time per request in this process,
+    reading afresh, so they see the run the previous identical start queued; concurrent
+    identical calls wait for that instead of racing it: with the same key they get its run
+    (200), without a key the run it started is the one already running (409)."""
     _validate(services, request)
     shared = lookups(services)
     key = request.idempotency_key
@@ -117,6 +118,13 @@ async def start_api_run(
             reads = await shared.trigger_reads(None, key)
         if reads.run is not None:
             return _repeated(reads.run, request, None)
+    flight = (key, _same_request(request))
+    if reads is not None and not shared.starts.running(flight):
+        # Read after the call arrived, with no identical start under way here to wait for: a
+        # location held then is this call's answer (409), as the start's own read would give.
+        busy = busy_holder(services, request, reads.holders)
+        if busy is not None:
+            return busy
 
     async def start() -> TriggerOutcome:
         fresh = await shared.trigger_reads(None, key)
@@ -128,7 +136,7 @@ async def start_api_run(
         return await to_thread.run_sync(_queue_and_launch, services, request, None)
 
     # the same key with another body is another flight: the database's key decides (422)
-    first, outcome = await shared.starts.run((key, _same_request(request)), start)
+    first, outcome = await shared.starts.run(flight, start)
     if first or outcome.run_id is None:
         return outcome
     if key is not None and outcome.http_status in (http.HTTP_200_OK, http.HTTP_202_ACCEPTED):

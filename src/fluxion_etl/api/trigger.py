@@ -139,10 +139,11 @@ async def start_api_run(
     first, outcome = await shared.starts.run(flight, start)
     if first or outcome.run_id is None:
         return outcome
-    if key is not None and outcome.http_status in (http.HTTP_200_OK, http.HTTP_202_ACCEPTED):
-        # the run the first one found or made for this key: answered for this call's request
-        made = await shared.trigger_reads(None, key)
-        return outcome if made.run is None else _repeated(made.run, request, None)
+    ok = outcome.http_status in (http.HTTP_200_OK, http.HTTP_202_ACCEPTED)
+    if key is not None and ok and outcome.run_status is not None:
+        # the run the first one found or made for this key and this same request (the flight's
+        # key), found or made while this call waited: a repeat of it
+        return _repeat_of(outcome.run_id, outcome.run_status)
     if key is None and outcome.http_status == http.HTTP_202_ACCEPTED:
         return _busy(request, outcome.run_id, _where(_locations(services, request)))
     return outcome  # busy, or the launch failed: the same answer
@@ -214,13 +215,18 @@ def _repeated(run: RunRow, request: RunRequest, fire: ScheduledFire | None) -> T
             run_status=run.status,
             fire_outcome=FireOutcome.DUPLICATE,
         )
+    return _repeat_of(run.id, run.status)
+
+
+def _repeat_of(run_id: int, run_status: RunStatus) -> TriggerOutcome:
+    """The answer to an API call whose key's run, for the same request, is ``run_id``."""
     return TriggerOutcome(
         http_status=http.HTTP_200_OK,
         success=True,
-        status=contract_status(run.status),
-        message=f"run {run.id} already exists for this Idempotency-Key ({run.status.value})",
-        run_id=run.id,
-        run_status=run.status,
+        status=contract_status(run_status),
+        message=f"run {run_id} already exists for this Idempotency-Key ({run_status.value})",
+        run_id=run_id,
+        run_status=run_status,
     )
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from api_support import NOW, FakeLauncher, make_services, make_tokens
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from fluxion_etl.api.app import create_app
 from fluxion_etl.api.lookups import Batched, Holders, SingleFlight, in_thread
@@ -307,3 +307,29 @@ def test_the_read_on_the_event_loop_finds_what_the_read_in_a_thread_finds(engine
     assert sorted(found.runs) == keys[:2]
     assert len(found.queued) == 3
     assert [lease.location_id for lease in found.leases] == ["tienda_03"]
+
+
+def test_a_dropped_connection_of_the_read_on_the_loop_answers_503_then_reconnects(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the read on the loop is PostgreSQL's")
+    services = make_services(engine, ManualClock(NOW), FakeLauncher())
+    auth = {"Authorization": f"Bearer {make_tokens(engine, NOW)['trigger']}"}
+    app = create_app(services.settings, services=services)
+    with TestClient(app) as client:
+        assert client.post("/api/etl/sync", headers=auth).status_code == 202
+        with engine.connect() as conn:  # the server drops every other connection of ours
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'fluxion-etl' AND pid <> pg_backend_pid() "
+                    "AND datname = current_database()"
+                )
+            )
+        dropped = client.post("/api/etl/sync", headers=auth)
+        again = client.post("/api/etl/sync", headers=auth)
+
+    assert dropped.status_code == 503, dropped.text
+    assert "database" in dropped.json()["message"]
+    assert again.status_code == 409, again.text  # the first call's run holds every location

@@ -86,7 +86,15 @@ def test_cycle_benchmark_times_the_baseline_on_the_rows_a_cycle_loaded() -> None
 
     assert report.baseline_s is not None
     assert _measured(report.baseline_s)
+    against = report.against_baseline()
+    assert set(against) == {"cold", "steady"}
+    for name in ("cold", "steady"):
+        assert _measured(against[name]["wall_x"]), name
+        assert against[name]["wall_x"] > 0, name
+    for runs in report.baselines.values():  # the steady part reloads every article again
+        assert runs["steady_rows"] >= report.cycles["steady"]["inventory_rows"]
     assert "cold cycle / baseline" in report.markdown()
+    assert "steady cycle / baseline" in report.markdown()
 
 
 def test_growth_benchmark_grows_locations_and_history() -> None:

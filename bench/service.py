@@ -10,6 +10,10 @@ from this process over loopback:
               caller sees it. Once per ``--launcher`` (``inline``: the runs execute in the serve
               process; ``subprocess``: in child processes, as ECS keeps them out of it), each on a
               fresh database and server; the driver's own CPU and the server's are reported.
+              ``--repeats N``: N such bursts on the same server, each with keys of its own (so
+              every burst creates runs), the next once the last one's runs have ended; the first
+              burst (a server that has served no trigger yet) is reported apart, beside the median
+              and range of every burst's figures and the figures of all calls pooled.
     fires     a schedule firing every minute: delay from the scheduled instant to the run row.
     idle      that schedule disabled, nothing running: CPU of the serve process over a window.
 """
@@ -27,10 +31,11 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,8 +62,9 @@ FIRE_SCHEDULE = "bench-fire"
 LOCATIONS = 3
 
 
-def config_text() -> str:
-    """Three small stores; the default schedules off, one schedule firing every minute."""
+def config_text(*, fires: bool = True) -> str:
+    """Three small stores; the default schedules off, one schedule firing every minute (off when
+    no fires are timed: a fire during the bursts would hold the callers' location)."""
     locations = chain_config_toml(build_locations(LOCATIONS))
     off = "\n".join(
         f'[[schedules]]\nname = "{name}"\njob = "{job}"\ncron = "{cron}"\nenabled = false\n'
@@ -70,7 +76,7 @@ def config_text() -> str:
     )
     fire = (
         f'[[schedules]]\nname = "{FIRE_SCHEDULE}"\njob = "inventory"\ncron = "* * * * *"\n'
-        'locations = ["tienda_01"]\n'
+        f'locations = ["tienda_01"]\nenabled = {"true" if fires else "false"}\n'
     )
     return f"{locations}\n{off}\n{fire}"
 
@@ -180,8 +186,10 @@ class Answers:
             self.created[key] += 1
 
 
-def _key(index: int, n: int, requests: int, keys: int) -> str:
-    return f"bench-{(index * requests + n) % keys}"
+def _key(index: int, n: int, requests: int, keys: int, burst: int = 0) -> str:
+    """Caller ``index``'s ``n``-th key; each burst draws from values of its own."""
+    prefix = "bench" if burst == 0 else f"bench{burst}"
+    return f"{prefix}-{(index * requests + n) % keys}"
 
 
 class RawConnection:
@@ -232,16 +240,30 @@ class RawConnection:
         await self.writer.wait_closed()
 
 
+@dataclass(frozen=True)
+class Burst:
+    """What every caller of one burst sends: ``requests`` calls each, keys from ``keys`` values
+    of burst number ``number``'s own."""
+
+    clients: int
+    requests: int
+    keys: int
+    number: int = 0
+
+    def key(self, index: int, n: int) -> str:
+        return _key(index, n, self.requests, self.keys, self.number)
+
+
 async def _raw_caller(
-    url: str, token: str, index: int, requests: int, keys: int, start: asyncio.Event, out: Answers
+    url: str, token: str, index: int, burst: Burst, start: asyncio.Event, out: Answers
 ) -> None:
     connection = await RawConnection.open(url, token)
     try:
         await connection.warm()
         out.ready += 1
         await start.wait()
-        for n in range(requests):
-            key = _key(index, n, requests, keys)
+        for n in range(burst.requests):
+            key = burst.key(index, n)
             started = time.perf_counter()
             status, body = await connection.post(key)
             out.record(key, started, status, body)
@@ -250,15 +272,15 @@ async def _raw_caller(
 
 
 async def _httpx_caller(
-    url: str, token: str, index: int, requests: int, keys: int, start: asyncio.Event, out: Answers
+    url: str, token: str, index: int, burst: Burst, start: asyncio.Event, out: Answers
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as client:
         await client.get(WARM_PATH)  # connect and warm before the gate, as the raw client does
         out.ready += 1
         await start.wait()
-        for n in range(requests):
-            key = _key(index, n, requests, keys)
+        for n in range(burst.requests):
+            key = burst.key(index, n)
             started = time.perf_counter()
             answer = await client.post(
                 "/api/etl/sync",
@@ -272,17 +294,16 @@ CALLERS = {"raw": _raw_caller, "httpx": _httpx_caller}
 
 
 async def _all_callers(
-    url: str, token: str, clients: int, requests: int, keys: int, *, driver: str, server_pid: int
+    url: str, token: str, burst: Burst, *, driver: str, server_pid: int
 ) -> Answers:
     """Every caller connects, waits at one gate, then sends its requests one after another."""
     out = Answers()
     start = asyncio.Event()
     caller = CALLERS[driver]
     tasks = [
-        asyncio.create_task(caller(url, token, i, requests, keys, start, out))
-        for i in range(clients)
+        asyncio.create_task(caller(url, token, i, burst, start, out)) for i in range(burst.clients)
     ]
-    while out.ready < clients and not any(task.done() for task in tasks):
+    while out.ready < burst.clients and not any(task.done() for task in tasks):
         await asyncio.sleep(0.05)  # until every caller has connected, warmed and waits at the gate
     server_before, cpu_before = process_cpu_seconds(server_pid), time.process_time()
     started = time.perf_counter()
@@ -367,48 +388,97 @@ def idle_cpu_percent(pid: int, seconds: float) -> float:
 # --- the run --------------------------------------------------------------------------------------
 
 
+def pooled(bursts: Sequence[Answers]) -> Answers:
+    """Every burst's calls as one set (their keys differ, so their run ids stay apart)."""
+    if len(bursts) == 1:
+        return bursts[0]
+    out = Answers()
+    for burst in bursts:
+        out.latencies.extend(burst.latencies)
+        out.statuses.update(burst.statuses)
+        out.created.update(burst.created)
+        for key, ids in burst.run_ids.items():
+            out.run_ids[key] |= ids
+        out.ready += burst.ready
+        out.wall_s += burst.wall_s
+        out.driver_cpu_s += burst.driver_cpu_s
+        out.server_cpu_s += burst.server_cpu_s
+    return out
+
+
+def p99_ms(answers: Answers) -> float:
+    return percentile([v * 1000 for v in answers.latencies], 0.99)
+
+
+def spread(values: Sequence[float]) -> str:
+    """``median (lowest–highest)``, whole milliseconds."""
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
 @dataclass
 class Contender:
-    """One latency measurement: a server (this checkout or ``--compare-src``) with a launcher."""
+    """One latency measurement: a server (this checkout or ``--compare-src``) with a launcher,
+    driven by one burst of callers or several one after another (``--repeats``)."""
 
     label: str
-    keys: int
-    answers: Answers
+    keys: int  # distinct Idempotency-Keys per burst
+    bursts: list[Answers]
     runs_created: int = 0
+
+    @property
+    def answers(self) -> Answers:
+        """Every burst's calls pooled."""
+        return pooled(self.bursts)
 
     @property
     def duplicates(self) -> int:
         """Runs beyond one per key, plus keys answered with more than one run id."""
         split = sum(1 for ids in self.answers.run_ids.values() if len(ids) > 1)
-        return max(0, self.runs_created - self.keys) + split
+        return max(0, self.runs_created - self.keys * len(self.bursts)) + split
 
-    def rows(self) -> list[str]:
+    def rows(self) -> list[tuple[str, str]]:
+        """(row name, figure): the pooled calls, then, over several bursts, each burst's p99."""
         out = self.answers
         lat = [v * 1000 for v in out.latencies]
         count = len(lat)
         wall = out.wall_s or float("nan")
-        return [
-            f"{count:,}",
-            ", ".join(f"{k}: {v}" for k, v in sorted(out.statuses.items())),
-            " / ".join(f"{percentile(lat, q):,.0f}" for q in (0.5, 0.95, 0.99, 1.0)) + " ms",
-            f"{count / wall:,.0f} /s over {out.wall_s:.2f} s",
-            f"{out.server_cpu_s:.2f} s ({1000 * out.server_cpu_s / count:.1f} ms a request)",
-            f"{out.driver_cpu_s:.2f} s ({100 * out.driver_cpu_s / wall:.0f} % of one core)",
-            f"{self.runs_created} for {self.keys} keys",
-            str(self.duplicates),
+        several = len(self.bursts) > 1
+        pooled_note = f" (all {len(self.bursts)} bursts' calls)" if several else ""
+        rows = [
+            ("requests", f"{count:,}"),
+            ("answers by status", ", ".join(f"{k}: {v}" for k, v in sorted(out.statuses.items()))),
+            (
+                f"latency p50 / p95 / p99 / max{pooled_note}",
+                " / ".join(f"{percentile(lat, q):,.0f}" for q in (0.5, 0.95, 0.99, 1.0)) + " ms",
+            ),
         ]
-
-
-ROW_NAMES = [
-    "requests",
-    "answers by status",
-    "latency p50 / p95 / p99 / max",
-    "answers a second",
-    "server CPU (serve + run workers)",
-    "driver CPU",
-    "runs created by the API",
-    "**duplicate runs**",
-]
+        if several:
+            p99s = [p99_ms(burst) for burst in self.bursts]
+            p50s = [percentile([v * 1000 for v in b.latencies], 0.5) for b in self.bursts]
+            rows += [
+                ("p99 of each burst, in order", ", ".join(f"{v:,.0f}" for v in p99s) + " ms"),
+                ("p99 of the first burst (the server's first triggers)", f"{p99s[0]:,.0f} ms"),
+                (f"**p99, median (range) of the {len(p99s)} bursts**", f"{spread(p99s)} ms"),
+                ("p99, median (range) of the bursts after the first", f"{spread(p99s[1:])} ms"),
+                (f"p50, median (range) of the {len(p50s)} bursts", f"{spread(p50s)} ms"),
+            ]
+        rows += [
+            ("answers a second", f"{count / wall:,.0f} /s over {out.wall_s:.2f} s"),
+            (
+                "server CPU (serve + run workers)",
+                f"{out.server_cpu_s:.2f} s ({1000 * out.server_cpu_s / count:.1f} ms a request)",
+            ),
+            (
+                "driver CPU",
+                f"{out.driver_cpu_s:.2f} s ({100 * out.driver_cpu_s / wall:.0f} % of one core)",
+            ),
+            (
+                "runs created by the API",
+                f"{self.runs_created} for {self.keys * len(self.bursts)} keys",
+            ),
+            ("**duplicate runs**", str(self.duplicates)),
+        ]
+        return rows
 
 
 @dataclass
@@ -424,6 +494,7 @@ class ServiceReport:
     idle_cpu: float | None
     idle_seconds: float = 0.0
     load: str = ""
+    repeats: int = 1
 
     @property
     def answers(self) -> Answers:
@@ -441,10 +512,18 @@ class ServiceReport:
         head = (
             f"On {self.dialect}; machine {self.machine}; {self.load}\n\n"
             f"{self.clients} concurrent clients (one connection each, {self.driver} driver) x "
-            f"{self.requests} requests, Idempotency-Keys from {self.keys} values\n\n"
+            f"{self.requests} requests, Idempotency-Keys from {self.keys} values"
+            + (
+                f"; {self.repeats} bursts on each server, each with keys of its own, the next "
+                "once the last one's runs have ended"
+                if self.repeats > 1
+                else ""
+            )
+            + "\n\n"
         )
         columns = [c.rows() for c in self.contenders]
-        rows = [[name, *(col[i] for col in columns)] for i, name in enumerate(ROW_NAMES)]
+        names = [name for name, _ in columns[0]]
+        rows = [[name, *(col[i][1] for col in columns)] for i, name in enumerate(names)]
         text = head + markdown_table(["", *(c.label for c in self.contenders)], rows)
         scheduler: list[list[Any]] = []
         if self.fire_delays:
@@ -505,6 +584,7 @@ class Options:
     driver: str = "raw"
     compare_src: Path | None = None
     floors: bool = False
+    repeats: int = 1
 
 
 def run(options: Options) -> ServiceReport:
@@ -522,7 +602,7 @@ def run(options: Options) -> ServiceReport:
         simulator_process(locations=LOCATIONS, skus=50, lines_per_day=30) as sim,
     ):
         config = Path(tmp) / "chain.toml"
-        config.write_text(config_text())
+        config.write_text(config_text(fires=options.fire_count > 0))
         for launcher in options.launchers:
             for source in sources:
                 first = not contenders
@@ -534,21 +614,12 @@ def run(options: Options) -> ServiceReport:
                         api,
                         process,
                     ):
-                        answers = asyncio.run(
-                            _all_callers(
-                                api,
-                                token,
-                                options.clients,
-                                options.requests,
-                                options.keys,
-                                driver=options.driver,
-                                server_pid=process.pid,
-                            )
-                        )
+                        settle = partial(wait_until_idle, url)
+                        bursts = _bursts(api, token, process.pid, options, settle)
                         if first:
                             delays, idle = _scheduler(url, process, options)
                         wait_until_idle(url)
-                    contenders.append(Contender(label, options.keys, answers, count_runs(url)))
+                    contenders.append(Contender(label, options.keys, bursts, count_runs(url)))
         for kind in FLOORS if options.floors else ():
             contenders.append(_floor(kind, options))
     report = ServiceReport(
@@ -562,6 +633,7 @@ def run(options: Options) -> ServiceReport:
         delays,
         idle,
         options.idle_seconds,
+        repeats=options.repeats,
     )
     report.load = load_note(before, os.getloadavg()[0])
     return report
@@ -573,18 +645,27 @@ FLOORS = {"asgi": "floor: bare ASGI app", "fastapi": "floor: one FastAPI route"}
 def _floor(kind: str, options: Options) -> Contender:
     """The same callers against a server that does no work (bench/floor.py)."""
     with served_floor(kind) as (url, process):
-        answers = asyncio.run(
-            _all_callers(
-                url,
-                "floor",
-                options.clients,
-                options.requests,
-                options.keys,
-                driver=options.driver,
-                server_pid=process.pid,
+        bursts = _bursts(url, "floor", process.pid, options, settle=lambda: None)
+    return Contender(FLOORS[kind], options.keys, bursts, runs_created=0)
+
+
+def _bursts(
+    url: str, token: str, server_pid: int, options: Options, settle: Callable[[], None]
+) -> list[Answers]:
+    """``options.repeats`` bursts of callers, one after another, each with keys of its own;
+    ``settle`` between two (the real server: until the last burst's runs have ended, so that
+    the next finds its location free and creates runs too)."""
+    answers: list[Answers] = []
+    for number in range(options.repeats):
+        if number:
+            settle()
+        burst = Burst(options.clients, options.requests, options.keys, number)
+        answers.append(
+            asyncio.run(
+                _all_callers(url, token, burst, driver=options.driver, server_pid=server_pid)
             )
         )
-    return Contender(FLOORS[kind], options.keys, answers, runs_created=0)
+    return answers
 
 
 def _scheduler(
@@ -634,7 +715,17 @@ def main(argv: Sequence[str] | None = None) -> ServiceReport:
         help="also drive a bare ASGI app and one FastAPI route doing no work (bench/floor.py): "
         "the latency this machine gives a server that does nothing, in the same run",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="bursts of callers per server, each with keys of its own, the next once the last "
+        "one's runs have ended; the first burst is reported apart, then the median and range "
+        "of every burst's p99 and all calls pooled",
+    )
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     exit_cleanly_on_sigterm()
     options = Options(
         dialect=args.dialect,
@@ -647,6 +738,7 @@ def main(argv: Sequence[str] | None = None) -> ServiceReport:
         driver=args.driver,
         compare_src=args.compare_src,
         floors=args.floors,
+        repeats=args.repeats,
     )
     print(f"uptime before: {os.getloadavg()}", flush=True)
     report = run(options)

@@ -117,3 +117,17 @@ def test_service_benchmark_finds_one_run_per_idempotency_key() -> None:
     assert report.duplicates == 0
     assert report.idle_cpu is not None
     assert "duplicate runs" in report.markdown()
+
+
+def test_service_benchmark_repeats_bursts_each_with_runs_of_its_own() -> None:
+    report = service.run(
+        service.Options(
+            "sqlite", clients=8, requests=2, keys=3, fire_count=0, idle_seconds=0, repeats=2
+        )
+    )
+
+    (contender,) = report.contenders
+    assert [sum(burst.statuses.values()) for burst in contender.bursts] == [16, 16]
+    assert report.runs_created == 2 * 3  # each burst's keys are its own
+    assert report.duplicates == 0
+    assert "p99 of the first burst" in report.markdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import threading
@@ -110,7 +111,24 @@ def run_http(
     typer.echo(f"fluxion-etl serving on {url}", err=True)
     if on_ready is not None:
         threading.Thread(target=_when_started, args=(server, url, on_ready), daemon=True).start()
+    config.load()  # uvicorn's protocol and loop modules, imported before the freeze
+    freeze_startup_heap()
     server.run(sockets=[sock])
+
+
+def freeze_startup_heap() -> None:
+    """Put what the process made before serving (modules, the app, the engine: it lives as long
+    as the process) out of the garbage collector's reach.
+
+    A full collection walks every object the collector tracks, and the event loop stands still
+    while it does: timed inside a serve process, the first full collection under a burst of
+    triggers took about 90 ms, nearly all of it walking the objects built at startup, and it
+    doubled the p99 latency of that burst. Frozen, they are never walked again; later full
+    collections walk only what was made since (7 ms in the same measurement). The cost: a
+    cycle of frozen objects dropped later is never freed (startup makes few such cycles).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def listening_socket(host: str) -> socket.socket:

@@ -42,6 +42,7 @@ class FakeLauncher:
     launched: list[int] = field(default_factory=list)
     fail_with: str | None = None
     is_alive: bool = True
+    hands_off_in_process: bool = True  # False: the API hands runs off in a worker thread
 
     def launch(self, run_id: int) -> None:
         if self.fail_with is not None:

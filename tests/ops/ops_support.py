@@ -239,6 +239,7 @@ class NullLauncher:
 
     name: str = "none"
     launched: list[int] = field(default_factory=list)
+    hands_off_in_process: bool = True
 
     def launch(self, run_id: int) -> None:
         self.launched.append(run_id)

@@ -32,6 +32,7 @@ class FakeLauncher:
     name: str = "fake"
     broken: bool = False
     launched: list[int] = field(default_factory=list)
+    hands_off_in_process: bool = True
 
     def launch(self, run_id: int) -> None:
         if self.broken:

@@ -27,7 +27,7 @@ from fluxion_etl import __version__
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.fastpath import ROUTES, TriggerFastPath
 from fluxion_etl.api.limits import BodySizeLimit
-from fluxion_etl.api.lookups import close_lookups
+from fluxion_etl.api.lookups import close_lookups, open_lookups
 from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
 from fluxion_etl.api.security import BearerRequired
 from fluxion_etl.errors import BadInputError, SchemaNotReadyError
@@ -94,10 +94,15 @@ class FluxionApi(FastAPI):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Sync routes run in anyio's thread pool (40 threads by default, see ``API_THREADS``); the
-    shared reads' connection (``api.lookups``) is closed at the end."""
+    """Sync routes run in anyio's thread pool (40 threads by default, see ``API_THREADS``). The
+    shared reads (``api.lookups``) are made and their connection opened before the first call,
+    so that the first burst of triggers does not wait for them, and closed at the end."""
     to_thread.current_default_thread_limiter().total_tokens = API_THREADS
     try:
+        try:
+            await open_lookups(app.state.services)
+        except UNAVAILABLE as exc:  # the first calls connect (or answer 503); /readyz tells
+            log.warning("database unavailable at start", error=type(exc).__name__)
         yield
     finally:
         await close_lookups(app.state.services)

@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from anyio import to_thread
 from sqlalchemy import Connection
@@ -218,9 +218,26 @@ class Lookups:
         self.starts: SingleFlight[Hashable, TriggerOutcome] = SingleFlight()
         self._touched: dict[int, datetime] = {}
 
+    async def open(self) -> None:
+        """Open what the first calls would otherwise wait for (PostgreSQL: the loop's
+        connection; the statements are compiled when this is made)."""
+        if self._loop_reads is not None:
+            await self._loop_reads.open()
+
     async def aclose(self) -> None:
         if self._loop_reads is not None:
             await self._loop_reads.aclose()
+
+    @property
+    def queues_on_loop(self) -> bool:
+        """Whether ``queue_run`` is available: runs are queued on the event loop (PostgreSQL)."""
+        return self._loop_reads is not None
+
+    async def queue_run(self, values: Mapping[str, Any]) -> int | None:
+        """``ledger.create_run``'s insert on the loop (``api.loopreads``): the new run's id, or
+        None when a run has its idempotency key. PostgreSQL only (``queues_on_loop``)."""
+        assert self._loop_reads is not None
+        return await self._loop_reads.queue_run(values)
 
     async def token(self, secret: str) -> TokenInfo | None:
         return await self._tokens.get(secret)
@@ -251,6 +268,11 @@ def lookups(services: ServiceContext) -> Lookups:
     if not isinstance(found, Lookups):
         found = services.loop_state[loop] = Lookups(services)
     return found
+
+
+async def open_lookups(services: ServiceContext) -> None:
+    """Make the running loop's ``Lookups`` for ``services`` and open it (the app's start)."""
+    await lookups(services).open()
 
 
 async def close_lookups(services: ServiceContext) -> None:

@@ -11,7 +11,9 @@ Step 3 counts a queued run as holding the locations it covers (it takes their le
 starts). Step 4 is one ``INSERT … ON CONFLICT DO NOTHING``. The trigger path is hot (callers retry,
 schedules fire on the minute, many callers at once): ``start_api_run`` serves API calls on the
 event loop, their reads shared with concurrent calls and concurrent identical starts made once
-(``api.lookups``); ``start_run`` is the blocking form for scheduler fires and the control centre.
+(``api.lookups``); on PostgreSQL it queues the run on the loop too (``api.loopreads``), and hands
+it to a launcher that needs no I/O for it (inline) there, the rest in a worker thread.
+``start_run`` is the blocking form for scheduler fires and the control centre.
 
 Scheduler fires skip step 3: a fire is answered so that it is never retried (SPEC §6), and the run
 it starts records each busy location as ``skipped_busy``.
@@ -133,7 +135,9 @@ async def start_api_run(
         busy = busy_holder(services, request, fresh.holders)
         if busy is not None:
             return busy
-        return await to_thread.run_sync(_queue_and_launch, services, request, None)
+        if not shared.queues_on_loop:
+            return await to_thread.run_sync(_queue_and_launch, services, request, None)
+        return await _queue_and_launch_on_loop(services, request)
 
     # the same key with another body is another flight: the database's key decides (422)
     first, outcome = await shared.starts.run(flight, start)
@@ -173,6 +177,31 @@ def _queue_and_launch(
         assert existing is not None
         return _repeated(existing, request, fire)
     return _launch(services, result.run_id, request, fire)
+
+
+async def _queue_and_launch_on_loop(
+    services: ServiceContext, request: RunRequest
+) -> TriggerOutcome:
+    """Steps 4 and 5 as ``_queue_and_launch`` takes them, the run queued on the event loop."""
+    config, clock = services.config, services.clock
+    # the request is checked again against the chain's today, as ``engine.submit`` does
+    zone = config.locations[0].zone if config.locations else None
+    today = local_date(clock.now(), zone) if zone else clock.now().date()
+    validate_request(request, config=config, settings=services.settings, today=today)
+    values = ledger.run_values(request, now=clock.now(), launcher=services.launcher.name)
+    shared = lookups(services)
+    run_id = await shared.queue_run(values)
+    if run_id is None:  # a concurrent request with the same key was first (another process)
+        existing = (await shared.trigger_reads(None, request.idempotency_key)).run
+        assert existing is not None
+        return _repeated(existing, request, None)
+    if not services.launcher.hands_off_in_process:
+        return await to_thread.run_sync(_launch, services, run_id, request, None)
+    try:
+        services.launcher.launch(run_id)
+    except LaunchError as exc:
+        return await to_thread.run_sync(_launch_failed, services, run_id, exc, None)
+    return _launched(run_id, request, None)
 
 
 def _validate(services: ServiceContext, request: RunRequest) -> None:
@@ -287,30 +316,40 @@ def _locations(services: ServiceContext, request: RunRequest) -> list[str]:
 def _launch(
     services: ServiceContext, run_id: int, request: RunRequest, fire: ScheduledFire | None
 ) -> TriggerOutcome:
-    started = FireOutcome.STARTED if fire else None
     try:
         services.launcher.launch(run_id)
     except LaunchError as exc:
-        reason = f"could not be launched by the {services.launcher.name} launcher: {exc}"
-        with services.engine.begin() as conn:
-            ledger.finish_run(
-                conn,
-                run_id,
-                RunStatus.FAILED,
-                now=services.clock.now(),
-                error_category=ErrorCategory.LAUNCH.value,
-                error_message=reason[:2000],
-            )
-        log.error("launch failed", run_id=run_id, reason=str(exc))
-        return TriggerOutcome(
-            http_status=http.HTTP_503_SERVICE_UNAVAILABLE,
-            success=False,
-            status=RunStatus.FAILED.value,
-            message=f"run {run_id} {reason}",
-            run_id=run_id,
-            run_status=RunStatus.FAILED,
-            fire_outcome=started,
+        return _launch_failed(services, run_id, exc, fire)
+    return _launched(run_id, request, fire)
+
+
+def _launch_failed(
+    services: ServiceContext, run_id: int, exc: LaunchError, fire: ScheduledFire | None
+) -> TriggerOutcome:
+    """The run fails with category ``launch`` and the reason: 503 (a blocking write)."""
+    reason = f"could not be launched by the {services.launcher.name} launcher: {exc}"
+    with services.engine.begin() as conn:
+        ledger.finish_run(
+            conn,
+            run_id,
+            RunStatus.FAILED,
+            now=services.clock.now(),
+            error_category=ErrorCategory.LAUNCH.value,
+            error_message=reason[:2000],
         )
+    log.error("launch failed", run_id=run_id, reason=str(exc))
+    return TriggerOutcome(
+        http_status=http.HTTP_503_SERVICE_UNAVAILABLE,
+        success=False,
+        status=RunStatus.FAILED.value,
+        message=f"run {run_id} {reason}",
+        run_id=run_id,
+        run_status=RunStatus.FAILED,
+        fire_outcome=FireOutcome.STARTED if fire else None,
+    )
+
+
+def _launched(run_id: int, request: RunRequest, fire: ScheduledFire | None) -> TriggerOutcome:
     scope = ", ".join(request.locations) if request.locations else "every location"
     return TriggerOutcome(
         http_status=http.HTTP_202_ACCEPTED,
@@ -319,5 +358,5 @@ def _launch(
         message=f"run {run_id} started: {request.job.value} for {scope}",
         run_id=run_id,
         run_status=RunStatus.QUEUED,
-        fire_outcome=started,
+        fire_outcome=FireOutcome.STARTED if fire else None,
     )

@@ -12,6 +12,8 @@ Contract of a launcher:
   by another process): that run is alive, and the lease reaper watches it.
 - ``alive()`` tells readiness whether the launcher can take work; ``close(grace)`` stops taking
   work and waits up to ``grace`` seconds for running executions.
+- ``hands_off_in_process`` is True when ``launch`` only hands the run to this process's own
+  threads (no process spawned, no network call), so that the API may call it on its event loop.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class LaunchError(FluxionError):
 
 class Launcher(Protocol):
     name: str
+    hands_off_in_process: bool
 
     def launch(self, run_id: int) -> None: ...
 

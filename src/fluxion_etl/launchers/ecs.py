@@ -122,6 +122,7 @@ def worker_command(run_id: int) -> list[str]:
 
 class EcsLauncher:
     name = "ecs"
+    hands_off_in_process = False  # an ECS RunTask call
 
     def __init__(
         self,

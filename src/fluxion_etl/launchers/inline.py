@@ -16,6 +16,7 @@ log = structlog.get_logger("fluxion.launcher")
 
 class InlineLauncher:
     name = "inline"
+    hands_off_in_process = True  # a thread pool's queue
 
     def __init__(self, rt: Runtime, *, max_runs: int = 4) -> None:
         self._rt = rt

@@ -22,6 +22,7 @@ log = structlog.get_logger("fluxion.launcher")
 
 class SubprocessLauncher:
     name = "subprocess"
+    hands_off_in_process = False  # spawns a worker process
 
     def __init__(self, engine: Engine, clock: Clock, *, env: dict[str, str] | None = None) -> None:
         self._engine, self._clock = engine, clock

@@ -150,7 +150,7 @@ def create_run(
     ``ON CONFLICT DO NOTHING`` on the unique key makes the check and the insert one atomic step,
     so concurrent deliveries of one fire (at-least-once EventBridge/Lambda) yield exactly one run.
     """
-    values = _run_values(request, now=now, launcher=launcher)
+    values = run_values(request, now=now, launcher=launcher)
     if request.idempotency_key is None:
         run_id = conn.execute(insert(runs).values(values).returning(runs.c.id)).scalar_one()
         return SubmitResult(run_id=run_id, created=True, status=RunStatus.QUEUED)
@@ -169,7 +169,28 @@ def create_run(
     return SubmitResult(run_id=existing.id, created=False, status=RunStatus(existing.status))
 
 
-def _run_values(request: RunRequest, *, now: datetime, launcher: str | None) -> dict[str, Any]:
+# The columns ``run_values`` gives a queued run (the API's insert on its loop is compiled for them).
+QUEUED_RUN_COLUMNS = (
+    "job",
+    "status",
+    "trigger",
+    "requested_by",
+    "scope",
+    "date_from",
+    "date_to",
+    "params",
+    "idempotency_key",
+    "schedule_name",
+    "scheduled_for",
+    "launcher",
+    "created_at",
+    "cancel_requested",
+)
+
+
+def run_values(request: RunRequest, *, now: datetime, launcher: str | None) -> dict[str, Any]:
+    """The columns of the queued run ``create_run`` inserts for ``request`` (the API's insert on
+    its event loop, ``api.loopreads``, writes the same)."""
     return {
         "job": request.job.value,
         "status": RunStatus.QUEUED.value,

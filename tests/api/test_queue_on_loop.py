@@ -116,6 +116,33 @@ def test_queueing_a_key_whose_run_exists_makes_no_second_run(engine: Engine) -> 
         assert conn.execute(select(runs.c.id)).scalars().all() == [first]
 
 
+def test_runs_queued_at_the_same_moment_each_get_their_own_answer(engine: Engine) -> None:
+    """Concurrent calls' inserts go together (one pipeline); each caller gets its own run id,
+    a key asked twice gets one run and None, a run without a key is always made."""
+    _postgres(engine)
+    keys = ["K-0", "K-1", "K-0", None, None, "K-2"]
+
+    def values(key: str | None) -> dict[str, Any]:
+        request = replace(REQUESTS[0], idempotency_key=key)
+        return ledger.run_values(request, now=NOW, launcher="inline")
+
+    async def together() -> list[int | None]:
+        reads = LoopReads(engine)
+        try:
+            await reads.queue_run(values("K-2"))  # made before: its key is taken
+            return list(await asyncio.gather(*(reads.queue_run(values(key)) for key in keys)))
+        finally:
+            await reads.aclose()
+
+    queued = asyncio.run(together())
+
+    assert [run_id is None for run_id in queued] == [False, False, True, False, False, True]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(runs.c.id, runs.c.idempotency_key)).all())
+    assert len(stored) == 1 + 4
+    assert [stored[run_id] for run_id in queued if run_id is not None] == ["K-0", "K-1", None, None]
+
+
 @pytest.mark.parametrize("in_process", [True, False], ids=["on the loop", "in a thread"])
 def test_a_failed_hand_off_answers_503_and_fails_the_run(engine: Engine, in_process: bool) -> None:
     launcher = FakeLauncher(fail_with="no capacity", hands_off_in_process=in_process)

@@ -19,9 +19,9 @@ connection (opened anew when the pool's idle ones were taken), its ping, ``BEGIN
 (23:42 UTC, 2026-12-05), a queue took 10–50 ms and the hand-offs to and from the thread up to 30 ms
 more. ``queue_run`` sends the very
 statement ``ledger.create_run`` runs (``INSERT … ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id``, the same column values, bound through the columns' SQLAlchemy types) as one
-autocommitted statement: one round trip, and the unique key still decides between concurrent
-calls and processes.
+RETURNING id``, the same column values, bound through the columns' SQLAlchemy types) on the
+loop's connection, the inserts of concurrent calls in one pipeline: one round trip, and the unique
+key still decides between concurrent calls and processes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from fluxion_etl.store.leases import LeaseRow
 from fluxion_etl.store.schema import api_tokens, leases, runs
 
 Row = dict[str, Any]
+Waiter = asyncio.Future[int | None]  # a queue_run call's run id (None: the key's run exists)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,8 @@ class LoopReads:
             engine,
         )
         self._queue = RunInsert.compile(engine)
+        self._to_queue: list[tuple[dict[str, Any], Waiter]] = []
+        self._queuer: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         # one statement or pipeline at a time on the connection: a failed insert must never
         # abort a pipelined read of other calls, nor a read's failure an insert
@@ -175,16 +178,52 @@ class LoopReads:
 
     async def queue_run(self, values: Mapping[str, Any]) -> int | None:
         """Insert the queued run ``values`` (``ledger.run_values``) unless a run has its
-        idempotency key: the new run's id, or None when the key's run exists."""
+        idempotency key: the new run's id, or None when the key's run exists. Runs asked while
+        an insert is in flight are inserted together next (``_insert``)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int | None] = loop.create_future()
+        self._to_queue.append((self._queue.params(values), future))
+        if self._queuer is None:
+            self._queuer = loop.create_task(self._queue_waiting())
+        return await future
+
+    async def _queue_waiting(self) -> None:
+        try:
+            while self._to_queue:
+                batch, self._to_queue = self._to_queue, []
+                await self._queue_batch(batch)
+        finally:
+            self._queuer = None
+
+    async def _queue_batch(self, batch: list[tuple[dict[str, Any], Waiter]]) -> None:
+        try:
+            run_ids = await self._insert([params for params, _ in batch])
+        except Exception as exc:  # every waiter gets the failure (503: database down)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (the server is stopping): so are the waiters
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), run_id in zip(batch, run_ids, strict=True):
+            if not future.done():
+                future.set_result(run_id)
+
+    async def _insert(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
+        """One insert per run, sent in one pipeline: one round trip and one implicit
+        transaction (a failure queues none of them; their callers answer 503)."""
         async with self._turn:
             conn = await self._connection()
             try:
-                cursor = await conn.execute(self._queue.sql, self._queue.params(values))
-                row = await cursor.fetchone()
+                async with conn.pipeline():
+                    cursors = [await conn.execute(self._queue.sql, params) for params in rows]
+                found = [await cursor.fetchone() for cursor in cursors]
             except psycopg.Error as exc:
                 await self.aclose()
                 raise _as_sqlalchemy(exc) from exc
-        return None if row is None else int(row[0])
+        return [None if row is None else int(row[0]) for row in found]
 
     async def _fetch(self, asked: Sequence[tuple[Statement, dict[str, Any]]]) -> list[list[Row]]:
         """The rows of each statement, sent in one pipeline (one round trip), in order."""

@@ -225,22 +225,24 @@ def test_an_inventory_load_runs_the_same_statements_whatever_its_size(
     # SQLite: create stage, empty it, fill, count disappearing, count changes, history of
     # changes, upsert, history of disappeared, delete disappeared. PostgreSQL: is anything stored
     # and is the stage there (in place of creating it), the merge, the removal; it empties the
-    # stage at commit, and COPY goes to the driver.
-    assert small == large == {"postgresql": 3, "sqlite": 9}[engine.dialect.name]
+    # stage at commit, and COPY goes to the driver. Both: the catalogue digest written or, as
+    # here (no digest given), deleted.
+    assert small == large == {"postgresql": 4, "sqlite": 10}[engine.dialect.name]
 
 
 def test_a_reload_without_disappearances_runs_the_baseline_statements_on_postgres(
     engine: Engine, executed: list[str]
 ) -> None:
     """Ask whether anything is stored and the stage exists (in place of creating it), merge: the
-    shape of the COPY + merge baseline, nothing more."""
+    shape of the COPY + merge baseline; then the warehouse's catalogue digest written or deleted
+    (``store.catalogue_digests``), nothing more."""
     if engine.dialect.name != "postgresql":
         pytest.skip("the statement shape of the PostgreSQL loader")
     items = catalogue(50)
     load(engine, items, warehouse="W")
     load(engine, items, warehouse="W")  # a reload: the session has its stage from now on
     changed = [replace(items[0], stock=items[0].stock + 1), *items[1:], catalogue_item(900)]
-    assert statements_to_load(engine, executed, changed) == 2
+    assert statements_to_load(engine, executed, changed) == 3
 
 
 def test_a_held_catalogue_writes_its_changes_with_exact_counts_and_removes_nothing(

@@ -102,8 +102,9 @@ def test_a_copied_first_load_stores_exactly_what_the_merge_stores(
     current, history = stored(pg, "copied")
     assert len(current) == len(history) == 303
     assert {row[-2:] for row in current} == {(T1.astimezone(UTC), 7)}  # updated_at, run_id
-    # Is anything stored, the appeared history; the COPY goes to the driver.
-    assert len(copy_statements) == 2
+    # Is anything stored, the appeared history, the catalogue digest deleted (none was given);
+    # the COPY goes to the driver.
+    assert len(copy_statements) == 3
     assert not [s for s in copy_statements if "CREATE TEMP" in s or "ON CONFLICT" in s]
 
 

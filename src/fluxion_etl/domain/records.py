@@ -106,6 +106,9 @@ class Catalogue:
     items: tuple[CatalogueItem, ...]
     generated_at: datetime | None
     duplicates_removed: int = 0
+    digest: str | None = None  # of the article list as sent (``klk.decode.catalogue_digest``)
+    # The article list hashed to the digest the caller already had: not decoded, ``items`` empty.
+    unchanged: bool = False
 
 
 @dataclass(frozen=True, slots=True)

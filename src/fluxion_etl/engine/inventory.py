@@ -2,6 +2,10 @@
 
 extract every warehouse → then, in one transaction: upsert current stock, history only on change,
 hold a mass disappearance (SPEC §4.9), counters and sync state.
+
+A catalogue whose article list is byte for byte the one the warehouse's stored articles were
+loaded from (``store.catalogue_digests``) is fetched but not decoded nor merged: its articles
+count as unchanged. Most catalogues of stores that are closed do not change between cycles.
 """
 
 from __future__ import annotations
@@ -10,21 +14,29 @@ from sqlalchemy import Connection
 
 from fluxion_etl.domain.records import Catalogue, CatalogueItem
 from fluxion_etl.domain.requests import ItemCounters
-from fluxion_etl.domain.states import ErrorPhase
+from fluxion_etl.domain.states import ErrorCategory, ErrorPhase
 from fluxion_etl.engine.fetch import fetch, is_mass_deletion
 from fluxion_etl.engine.location import LocationContext
-from fluxion_etl.engine.outcome import LocationResult
-from fluxion_etl.store import held, inventory_loader
+from fluxion_etl.engine.outcome import LocationFailure, LocationResult
+from fluxion_etl.store import catalogue_digests, held, inventory_loader
+from fluxion_etl.store.catalogue_digests import CatalogueDigest
 
 
 def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[CatalogueItem]]:
     """Returns the result and the articles seen, for the run's one products upsert."""
     result = LocationResult()
-    catalogues = [_extract(ctx, w.code, result) for w in ctx.location.warehouses]
+    with ctx.rt.engine.connect() as conn:
+        loaded = catalogue_digests.loaded_digests(conn, ctx.location.id)
+    catalogues = [
+        _extract(ctx, w.code, result, loaded.get(w.code)) for w in ctx.location.warehouses
+    ]
     ctx.check_deadline()
     with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
         held: list[str] = []
         for catalogue in catalogues:
+            if catalogue.unchanged:
+                result.counters += _confirm_unchanged(ctx, conn, catalogue, loaded)
+                continue
             counters, held_note = _load_one(ctx, conn, catalogue)
             result.counters += counters
             if held_note:
@@ -44,16 +56,57 @@ def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[Catalogue
     return result, [item for c in catalogues for item in c.items]
 
 
-def _extract(ctx: LocationContext, warehouse_code: str, result: LocationResult) -> Catalogue:
+def _extract(
+    ctx: LocationContext,
+    warehouse_code: str,
+    result: LocationResult,
+    loaded: CatalogueDigest | None,
+) -> Catalogue:
     ctx.check_deadline()
     ctx.progress("extract", warehouse_code)
-    fetched = fetch(ctx, "catalogue", lambda: ctx.rt.klk.catalogue(warehouse_code), result)
-    result.windows.append({"warehouse": warehouse_code, "articles": len(fetched.items)})
-    result.counters += ItemCounters(
-        fetched=len(fetched.items) + fetched.duplicates_removed,
-        duplicates=fetched.duplicates_removed,
+    digest = None if loaded is None else loaded.digest
+    fetched = fetch(
+        ctx,
+        "catalogue",
+        lambda: ctx.rt.klk.catalogue(warehouse_code, unchanged_if=digest),
+        result,
     )
+    if fetched.unchanged and loaded is not None:
+        articles, rows = loaded.articles, loaded.fetched
+    else:
+        articles, rows = len(fetched.items), len(fetched.items) + fetched.duplicates_removed
+    window: dict[str, object] = {"warehouse": warehouse_code, "articles": articles}
+    if fetched.unchanged:
+        window["unchanged"] = True
+    result.windows.append(window)
+    result.counters += ItemCounters(fetched=rows, duplicates=rows - articles)
     return fetched
+
+
+def _confirm_unchanged(
+    ctx: LocationContext,
+    conn: Connection,
+    catalogue: Catalogue,
+    loaded: dict[str, CatalogueDigest],
+) -> ItemCounters:
+    """An unchanged catalogue: its digest must still be the one on file (a load since it was
+    read would have replaced it); then every stored article is current as it is."""
+    assert catalogue.digest is not None
+    code = catalogue.warehouse_code
+    if not catalogue_digests.confirm(
+        conn,
+        location_id=ctx.location.id,
+        warehouse_code=code,
+        digest=catalogue.digest,
+        run_id=ctx.run_id,
+    ):
+        raise LocationFailure(
+            ErrorCategory.DATABASE,
+            ErrorPhase.LOAD,
+            f"the stored inventory of {code} changed while its catalogue was fetched; "
+            "the next run loads the catalogue whole",
+        )
+    return ItemCounters(unchanged=loaded[code].articles)
 
 
 def _load_one(
@@ -72,7 +125,13 @@ def _load_one(
     apply = bool(ctx.params.get("allow_mass_deletion")) or not is_mass_deletion(
         staged.disappearing, staged.current_total, threshold
     )
-    loaded = inventory_loader.apply_inventory(conn, staged, apply_disappearances=apply)
+    digest = None
+    if catalogue.digest is not None:
+        fetched = len(catalogue.items) + catalogue.duplicates_removed
+        digest = CatalogueDigest(catalogue.digest, len(catalogue.items), fetched)
+    loaded = inventory_loader.apply_inventory(
+        conn, staged, apply_disappearances=apply, digest=digest
+    )
     subject = f"catalogue {catalogue.warehouse_code}"
     held_note = None
     if apply:  # applied, or nothing vanishes any more: what an earlier run held is settled

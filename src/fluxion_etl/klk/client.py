@@ -217,8 +217,13 @@ class KlkClient:
         )
         return self._fetch(request, lambda body: decode.decode_warehouses(body, call))
 
-    def catalogue(self, warehouse_code: str) -> Fetched[Catalogue]:
-        """``POST /maestra/articulos/almacen``: a warehouse's every article, zero stock included."""
+    def catalogue(
+        self, warehouse_code: str, *, unchanged_if: str | None = None
+    ) -> Fetched[Catalogue]:
+        """``POST /maestra/articulos/almacen``: a warehouse's every article, zero stock included.
+
+        ``unchanged_if``: the digest of the article list last loaded; an identical list is not
+        decoded (``decode.decode_catalogue``)."""
         call = "articulos/almacen"
         request = _Request(
             call,
@@ -229,7 +234,9 @@ class KlkClient:
         )
         return self._fetch(
             request,
-            lambda body: decode.decode_catalogue(body, warehouse_code=warehouse_code, call=call),
+            lambda body: decode.decode_catalogue(
+                body, warehouse_code=warehouse_code, call=call, unchanged_if=unchanged_if
+            ),
         )
 
     def catalogue_by_branch(self, branch_code: str) -> Fetched[Catalogue]:

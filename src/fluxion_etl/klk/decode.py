@@ -11,6 +11,7 @@ binary float), so ``2.675`` stays ``2.675``. KLK's field names appear only here 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,11 +44,32 @@ _W = TypeVar("_W", bound=msgspec.Struct)
 
 
 def decode_catalogue(
-    body: bytes, *, warehouse_code: str, call: str = "articulos/almacen"
+    body: bytes,
+    *,
+    warehouse_code: str,
+    call: str = "articulos/almacen",
+    unchanged_if: str | None = None,
 ) -> Catalogue:
-    """Decode ``{"meta", "articulos"}`` (``/maestra/articulos/almacen`` or ``/reposicion``)."""
+    """Decode ``{"meta", "articulos"}`` (``/maestra/articulos/almacen`` or ``/reposicion``).
+
+    When the article list hashes to ``unchanged_if`` (the digest of the list last loaded, see
+    ``catalogue_digest``) the articles are not decoded: the result says ``unchanged`` and has no
+    items. The envelope is still read whole: an error body is still an error.
+    """
     with _bad_payload_guard(call, body):
-        return _catalogue(body, warehouse_code, call)
+        return _catalogue(body, warehouse_code, call, unchanged_if)
+
+
+# Part of every digest: change it whenever a change to decoding or loading a catalogue would
+# store different rows from the same bytes, so that every catalogue is loaded whole once more.
+CATALOGUE_DIGEST_VERSION = b"fluxion-catalogue-1\n"
+
+
+def catalogue_digest(articles: bytes | msgspec.Raw) -> str:
+    """The digest of a catalogue's article list exactly as sent (the raw JSON array)."""
+    digest = hashlib.blake2b(CATALOGUE_DIGEST_VERSION, digest_size=20)
+    digest.update(articles)
+    return digest.hexdigest()
 
 
 def catalogue_warehouses(body: bytes, *, call: str = "articulos/reposicion") -> tuple[str, ...]:
@@ -87,9 +109,20 @@ def decode_warehouses(body: bytes, call: str) -> list[KlkWarehouse]:
 # --- catalogue -----------------------------------------------------------------------------------
 
 
-def _catalogue(body: bytes, warehouse_code: str, call: str) -> Catalogue:
+def _catalogue(
+    body: bytes, warehouse_code: str, call: str, unchanged_if: str | None = None
+) -> Catalogue:
     top = _envelope(body, call)
     meta = _decode_part(top, "meta", wire.CatalogueMeta)
+    digest = catalogue_digest(top["articulos"]) if "articulos" in top else None
+    if digest is not None and digest == unchanged_if:
+        return Catalogue(
+            warehouse_code=warehouse_code,
+            items=(),
+            generated_at=_generated_at(meta.fecha_generacion, None),
+            digest=digest,
+            unchanged=True,
+        )
     rows = _decode_part(top, "articulos", list[wire.Article])
     if meta.total_articulos != len(rows):
         raise KlkCountMismatchError(call, meta.total_articulos, len(rows), raw=body)
@@ -102,6 +135,7 @@ def _catalogue(body: bytes, warehouse_code: str, call: str) -> Catalogue:
         items=tuple(items.values()),
         generated_at=_generated_at(meta.fecha_generacion, None),
         duplicates_removed=len(rows) - len(items),
+        digest=digest,
     )
 
 

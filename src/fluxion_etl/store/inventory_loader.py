@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, TextClause, bindparam, text
 
 from fluxion_etl.domain.records import CatalogueItem
+from fluxion_etl.store import catalogue_digests
 from fluxion_etl.store.bulk import (
     column_list,
     copy_rows,
@@ -47,6 +48,7 @@ from fluxion_etl.store.bulk import (
     rows_of,
     stage,
 )
+from fluxion_etl.store.catalogue_digests import CatalogueDigest
 from fluxion_etl.store.schema import inventory_current, products
 from fluxion_etl.store.types import UtcDateTime
 
@@ -177,12 +179,20 @@ def stage_inventory(
 
 
 def apply_inventory(
-    conn: Connection, staged: InventoryStage, *, apply_disappearances: bool = True
+    conn: Connection,
+    staged: InventoryStage,
+    *,
+    apply_disappearances: bool = True,
+    digest: CatalogueDigest | None = None,
 ) -> InventoryResult:
     """Remove the stored articles missing from the staged catalogue, with their history.
 
     When ``apply_disappearances`` is false they are kept (and only counted): the caller is holding
     a mass disappearance back.
+
+    ``digest`` describes the catalogue staged (``store.catalogue_digests``): it is kept when the
+    warehouse's stored articles now equal the catalogue, and any other load of the warehouse
+    deletes the one on file, so a digest on file always describes what is stored.
     """
     if conn.info.get(_STAGE_OWNER) != staged.token:
         raise RuntimeError(
@@ -204,6 +214,14 @@ def apply_inventory(
         else:
             history += conn.execute(_history_of_disappeared(), params).rowcount
             disappeared = conn.execute(_delete_disappeared(), params).rowcount
+    where = {"location_id": staged.location_id, "warehouse_code": staged.warehouse_code}
+    as_catalogue = apply_disappearances or not staged.disappearing
+    if digest is not None and staged.run_id is not None and as_catalogue:
+        catalogue_digests.remember(
+            conn, **where, digest=digest, run_id=staged.run_id, now=staged.now
+        )
+    else:
+        catalogue_digests.forget(conn, **where)
     return InventoryResult(
         inserted=staged.inserted,
         updated=staged.updated,

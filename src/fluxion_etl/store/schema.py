@@ -96,6 +96,21 @@ inventory_history = Table(
     Index("ix_inventory_history_changed_at", "changed_at"),
 )
 
+# The digest of the article list each warehouse's stored inventory was last loaded from, written
+# in that load's transaction; any other load of the warehouse deletes it. A catalogue whose
+# articles hash the same is already stored as it is, and is not decoded again.
+catalogue_digests = Table(
+    "catalogue_digests",
+    metadata,
+    Column("location_id", String(64), primary_key=True),
+    Column("warehouse_code", String(32), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("articles", Integer, nullable=False),  # distinct articles stored from it
+    Column("fetched", Integer, nullable=False),  # rows in the payload, repeated skus included
+    Column("run_id", Id, nullable=False),
+    Column("loaded_at", UtcDateTime, nullable=False),
+)
+
 sales_lines = Table(
     "sales_lines",
     metadata,

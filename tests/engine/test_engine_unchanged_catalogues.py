@@ -170,3 +170,16 @@ def test_a_held_disappearance_leaves_no_digest_and_the_release_loads_whole(
     staged.clear()
     assert _unchanged_windows(chain.run(Job.INVENTORY, locations=(loc,)).items[loc]) == [True]
     assert staged == []
+
+
+def test_a_full_run_loads_every_catalogue_whole(chain: Chain, staged: list[str]) -> None:
+    chain.run(Job.INVENTORY)
+    staged.clear()
+
+    full = chain.run(Job.INVENTORY, params={"full": True})
+
+    assert sorted(staged) == sorted(code for loc in LOCATIONS for code in _codes(chain, loc))
+    for loc in LOCATIONS:
+        item = full.items[loc]
+        assert not any(_unchanged_windows(item))
+        assert item.fetched == item.unchanged == assert_inventory_equal_served(chain, loc)

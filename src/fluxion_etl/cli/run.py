@@ -39,9 +39,17 @@ def register(app: typer.Typer) -> None:
 
 
 @run_app.command("inventory")
-def run_inventory(location: LocationOpt = None) -> None:
+def run_inventory(
+    location: LocationOpt = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="Decode and merge every catalogue, also those unchanged since they were loaded."
+        ),
+    ] = False,
+) -> None:
     """Sync the whole catalogue of every configured warehouse."""
-    _run_and_report(Job.INVENTORY, Trigger.CLI, location)
+    _run_and_report(Job.INVENTORY, Trigger.CLI, location, params={"full": True} if full else {})
 
 
 @run_app.command("sales")

@@ -6,6 +6,7 @@ hold a mass disappearance (SPEC §4.9), counters and sync state.
 A catalogue whose article list is byte for byte the one the warehouse's stored articles were
 loaded from (``store.catalogue_digests``) is fetched but not decoded nor merged: its articles
 count as unchanged. Most catalogues of stores that are closed do not change between cycles.
+The run parameter ``full`` loads every catalogue whole.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from fluxion_etl.store.catalogue_digests import CatalogueDigest
 def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[CatalogueItem]]:
     """Returns the result and the articles seen, for the run's one products upsert."""
     result = LocationResult()
-    with ctx.rt.engine.connect() as conn:
-        loaded = catalogue_digests.loaded_digests(conn, ctx.location.id)
+    loaded: dict[str, CatalogueDigest] = {}
+    if not ctx.params.get("full"):  # ``fluxion-etl run inventory --full``
+        with ctx.rt.engine.connect() as conn:
+            loaded = catalogue_digests.loaded_digests(conn, ctx.location.id)
     catalogues = [
         _extract(ctx, w.code, result, loaded.get(w.code)) for w in ctx.location.warehouses
     ]

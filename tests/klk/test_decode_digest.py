@@ -7,7 +7,7 @@ import json
 import pytest
 from tests.conftest import SAMPLES
 
-from fluxion_etl.errors import KlkErrorBodyError
+from fluxion_etl.errors import KlkCountMismatchError, KlkErrorBodyError
 from fluxion_etl.klk.decode import decode_catalogue
 
 BODY = (SAMPLES / "articulos_almacen_APP-TPF.json").read_bytes()
@@ -31,7 +31,7 @@ def test_a_decoded_catalogue_carries_the_digest_of_its_article_list() -> None:
 
     assert decoded.digest is not None
     assert len(decoded.digest) == 40
-    assert later.digest == decoded.digest, "the meta (when it was generated) is not hashed"
+    assert later.digest == decoded.digest, "when it was generated is not hashed"
     assert moved.digest != decoded.digest
     assert not decoded.unchanged
     assert len(decoded.items) == 6
@@ -51,3 +51,15 @@ def test_an_error_body_is_an_error_whatever_digest_is_given() -> None:
     body = (SAMPLES / "error_body.json").read_bytes()
     with pytest.raises(KlkErrorBodyError):
         decode_catalogue(body, warehouse_code="APP-TPF", unchanged_if="0" * 40)
+
+
+def test_a_declared_count_that_no_longer_matches_is_caught_even_for_the_same_articles() -> None:
+    """The count the meta declares is part of the digest: the same list with another count is
+    decoded, and fails as a count mismatch, as it would without a digest."""
+    plain = json.dumps(json.loads(BODY)).encode()
+    digest = decode_catalogue(plain, warehouse_code="APP-TPF").digest
+    miscounted = _with(plain, meta={"total_articulos": 7})  # the same article list, re-serialised
+    assert json.loads(miscounted)["articulos"] == json.loads(plain)["articulos"]
+
+    with pytest.raises(KlkCountMismatchError):
+        decode_catalogue(miscounted, warehouse_code="APP-TPF", unchanged_if=digest)

@@ -65,9 +65,11 @@ def decode_catalogue(
 CATALOGUE_DIGEST_VERSION = b"fluxion-catalogue-1\n"
 
 
-def catalogue_digest(articles: bytes | msgspec.Raw) -> str:
-    """The digest of a catalogue's article list exactly as sent (the raw JSON array)."""
+def catalogue_digest(articles: bytes | msgspec.Raw, declared: int) -> str:
+    """The digest of a catalogue's article list exactly as sent (the raw JSON array) and of the
+    count its meta declares: a list is only skipped with the count it was checked against."""
     digest = hashlib.blake2b(CATALOGUE_DIGEST_VERSION, digest_size=20)
+    digest.update(b"%d\n" % declared)
     digest.update(articles)
     return digest.hexdigest()
 
@@ -114,7 +116,8 @@ def _catalogue(
 ) -> Catalogue:
     top = _envelope(body, call)
     meta = _decode_part(top, "meta", wire.CatalogueMeta)
-    digest = catalogue_digest(top["articulos"]) if "articulos" in top else None
+    articles = top.get("articulos")
+    digest = None if articles is None else catalogue_digest(articles, meta.total_articulos)
     if digest is not None and digest == unchanged_if:
         return Catalogue(
             warehouse_code=warehouse_code,

@@ -5,6 +5,7 @@ run load the catalogue whole (``store.catalogue_digests``)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,11 +17,12 @@ from engine_support import (
     served_catalogue,
     stored_stock,
 )
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from fluxion_etl.domain.states import ItemStatus, Job, RunStatus
 from fluxion_etl.engine import inventory as engine_inventory
 from fluxion_etl.store import inventory_loader
+from fluxion_etl.store.schema import catalogue_digests, inventory_current
 
 
 @pytest.fixture
@@ -183,3 +185,45 @@ def test_a_full_run_loads_every_catalogue_whole(chain: Chain, staged: list[str])
         item = full.items[loc]
         assert not any(_unchanged_windows(item))
         assert item.fetched == item.unchanged == assert_inventory_equal_served(chain, loc)
+
+
+def test_a_row_written_after_the_load_by_another_writer_voids_the_digest(
+    chain: Chain, staged: list[str]
+) -> None:
+    """Say an older release still running during a deploy, or a correction by hand: every load
+    stamps the rows it writes, so a row newer than the digest's load gives it away."""
+    chain.run(Job.INVENTORY)
+    loc = STORES[2]
+    later = chain.clock.now() + timedelta(seconds=1)
+    with chain.engine.begin() as conn:
+        sku = conn.execute(
+            select(inventory_current.c.sku).where(inventory_current.c.location_id == loc).limit(1)
+        ).scalar_one()
+        conn.execute(
+            update(inventory_current)
+            .where(inventory_current.c.location_id == loc, inventory_current.c.sku == sku)
+            .values(stock=inventory_current.c.stock + 1, updated_at=later)
+        )
+    chain.clock.advance(seconds=2)
+    staged.clear()
+
+    run = chain.run(Job.INVENTORY)
+
+    assert staged == _codes(chain, loc), "only the warehouse written to is loaded whole"
+    assert run.items[loc].updated == 1
+    assert assert_inventory_equal_served(chain, loc) == run.items[loc].fetched
+
+
+def test_a_digest_written_by_other_code_is_not_trusted(chain: Chain, staged: list[str]) -> None:
+    chain.run(Job.INVENTORY)
+    with chain.engine.begin() as conn:
+        conn.execute(update(catalogue_digests).values(code_version="an older release"))
+    staged.clear()
+
+    chain.run(Job.INVENTORY)
+    reloaded = list(staged)
+    staged.clear()
+    chain.run(Job.INVENTORY)
+
+    assert sorted(reloaded) == sorted(code for loc in LOCATIONS for code in _codes(chain, loc))
+    assert staged == [], "reloaded by this code, the digests count again"

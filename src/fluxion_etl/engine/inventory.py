@@ -101,7 +101,6 @@ def _confirm_unchanged(
         location_id=ctx.location.id,
         warehouse_code=code,
         digest=catalogue.digest,
-        run_id=ctx.run_id,
     ):
         raise LocationFailure(
             ErrorCategory.DATABASE,

@@ -3,21 +3,31 @@ article list (``klk.decode.catalogue_digest``) and how many articles it held.
 
 The inventory loader writes the digest in the transaction of a load that left the warehouse's
 stored articles exactly as the catalogue says, and deletes it in any other load (one held back
-by the mass-disappearance guard, or a caller that gave no digest), so a digest on file always
-describes what is stored. A catalogue whose articles hash the same is then already stored as it
-is: the engine skips decoding and merging it (at night most stores' catalogues do not change).
+by the mass-disappearance guard, or a caller that gave no digest), so a digest on file describes
+what is stored. A catalogue whose articles hash the same is then already stored as it is: the
+engine skips decoding and merging it (at night most stores' catalogues do not change).
 
-A digest counts only once the run that wrote it has finished ``succeeded`` or ``partial``: the
-run's products upsert comes after its locations' loads, and a run that died in between must not
-leave the next one skipping the products it never wrote.
+A digest counts only while nothing says otherwise:
+* the run that wrote it finished ``succeeded`` or ``partial``: the run's products upsert comes
+  after its locations' loads, and a run that died in between must not leave the next one
+  skipping the products it never wrote;
+* it was written by this code (``CODE_VERSION``, a hash of the modules that decide what a
+  catalogue's bytes store): a release that decodes or stores differently loads everything once;
+* the warehouse holds as many articles as that load left, none written after it (every load
+  stamps the rows it writes with its time): rows changed by another writer, by hand or by an
+  older release during a deploy, void it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from importlib.metadata import version
 
-from sqlalchemy import ColumnElement, Connection, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, select, update
 
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.store.dialect import insert_for
@@ -33,21 +43,48 @@ class CatalogueDigest:
     fetched: int  # rows in the payload, repeated skus included
 
 
+# The modules whose code decides what a catalogue's bytes end up as in the database.
+_DECIDING_MODULES = (
+    "fluxion_etl.klk.decode",
+    "fluxion_etl.klk.wire",
+    "fluxion_etl.klk.limits",
+    "fluxion_etl.domain.records",
+    "fluxion_etl.store.bulk",
+    "fluxion_etl.store.catalogue_digests",
+    "fluxion_etl.store.inventory_loader",
+    "fluxion_etl.store.schema",
+    "fluxion_etl.store.types",
+)
+
+
+@cache
+def code_version() -> str:
+    """A hash of the source of the modules that decide what a catalogue stores."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in _DECIDING_MODULES:
+        spec = importlib.util.find_spec(name)
+        source = None
+        if spec is not None and spec.loader is not None:
+            source = getattr(spec.loader, "get_source", lambda _name: None)(name)
+        # Without its source (bytecode only), the installed release stands for the code.
+        digest.update((source or f"{name} {version('fluxion-etl')}").encode())
+    return digest.hexdigest()
+
+
 def _still_stored() -> ColumnElement[bool]:
-    """As many articles stored for the warehouse as the digest's load left: rows added or
-    removed by hand (say, to force a reload) void the digest."""
+    """This code's digest, and the warehouse holds as many articles as its load left, none
+    written after it."""
     c, stored = catalogue_digests.c, inventory_current.c
-    count = (
-        select(func.count())
-        .where(stored.location_id == c.location_id, stored.warehouse_code == c.warehouse_code)
-        .scalar_subquery()
+    same_warehouse = and_(
+        stored.location_id == c.location_id, stored.warehouse_code == c.warehouse_code
     )
-    return c.articles == count
+    count = select(func.count()).where(same_warehouse).scalar_subquery()
+    written_since = exists().where(same_warehouse, stored.updated_at > c.loaded_at)
+    return and_(c.code_version == code_version(), c.articles == count, ~written_since)
 
 
 def loaded_digests(conn: Connection, location_id: str) -> dict[str, CatalogueDigest]:
-    """The location's digests by warehouse code: those of runs that finished whole, whose
-    warehouse still holds as many articles as they left."""
+    """The location's digests by warehouse code that count (see the module's docstring)."""
     c = catalogue_digests.c
     query = (
         select(c.warehouse_code, c.digest, c.articles, c.fetched)
@@ -60,14 +97,12 @@ def loaded_digests(conn: Connection, location_id: str) -> dict[str, CatalogueDig
     }
 
 
-def confirm(
-    conn: Connection, *, location_id: str, warehouse_code: str, digest: str, run_id: int
-) -> bool:
-    """In the load's transaction: is ``digest`` still the one on file, with as many articles
-    stored? Marks it seen by ``run_id`` (and locks the row until the commit). False when a load
-    replaced or removed it, or rows were added or removed, since it was read."""
+def confirm(conn: Connection, *, location_id: str, warehouse_code: str, digest: str) -> bool:
+    """In the load's transaction: does ``digest`` still count? Locks its row until the commit.
+    False when a load replaced or removed it, or rows were written, since it was read. The row
+    keeps the run that loaded it: that run wrote the products behind it."""
     c = catalogue_digests.c
-    seen = (
+    lock = (
         update(catalogue_digests)
         .where(
             c.location_id == location_id,
@@ -75,9 +110,9 @@ def confirm(
             c.digest == digest,
             _still_stored(),
         )
-        .values(run_id=run_id)
+        .values(digest=c.digest)
     )
-    return conn.execute(seen).rowcount == 1
+    return conn.execute(lock).rowcount == 1
 
 
 def remember(
@@ -91,6 +126,7 @@ def remember(
 ) -> None:
     values = {
         "digest": digest.digest,
+        "code_version": code_version(),
         "articles": digest.articles,
         "fetched": digest.fetched,
         "run_id": run_id,

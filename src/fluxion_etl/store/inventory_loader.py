@@ -3,9 +3,9 @@
 A catalogue is loaded in two steps inside the caller's transaction, so that the runner can hold a
 mass disappearance back (SPEC §4.9) without a second pass over KLK:
 
-    staged = stage_inventory(conn, location_id=..., warehouse_code=..., items=...)
+    staged = stage_inventory(conn, location_id=..., warehouse_code=..., items=..., now=...)
     apply = not is_mass_deletion(staged.disappearing, staged.current_total, threshold)
-    result = apply_inventory(conn, staged, run_id=..., now=..., apply_disappearances=apply)
+    result = apply_inventory(conn, staged, apply_disappearances=apply, digest=...)
 
 The first step already writes what appeared or changed (and its history): the hold concerns only
 what disappears, and counting the disappearing articles in the statement that merges the others

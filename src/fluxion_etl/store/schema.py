@@ -98,13 +98,15 @@ inventory_history = Table(
 
 # The digest of the article list each warehouse's stored inventory was last loaded from, written
 # in that load's transaction; any other load of the warehouse deletes it. A catalogue whose
-# articles hash the same is already stored as it is, and is not decoded again.
+# articles hash the same is already stored as it is, and is not decoded again (see
+# store/catalogue_digests.py for when a digest counts).
 catalogue_digests = Table(
     "catalogue_digests",
     metadata,
     Column("location_id", String(64), primary_key=True),
     Column("warehouse_code", String(32), primary_key=True),
     Column("digest", String(64), nullable=False),
+    Column("code_version", String(32), nullable=False),  # of the code that loaded it
     Column("articles", Integer, nullable=False),  # distinct articles stored from it
     Column("fetched", Integer, nullable=False),  # rows in the payload, repeated skus included
     Column("run_id", Id, nullable=False),

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("location_id", sa.String(length=64), nullable=False),
         sa.Column("warehouse_code", sa.String(length=32), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("code_version", sa.String(length=32), nullable=False),
         sa.Column("articles", sa.Integer(), nullable=False),
         sa.Column("fetched", sa.Integer(), nullable=False),
         sa.Column("run_id", ID, nullable=False),

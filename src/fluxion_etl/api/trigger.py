@@ -33,11 +33,11 @@ from sqlalchemy import Connection
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.lookups import Holders, TriggerReads, lookups
 from fluxion_etl.domain.requests import RunRequest
-from fluxion_etl.domain.states import ErrorCategory, FireOutcome, Job, RunStatus
+from fluxion_etl.domain.states import FireOutcome, Job, RunStatus
 from fluxion_etl.domain.windows import local_date
 from fluxion_etl.engine.submit import submit, validate_request
 from fluxion_etl.errors import BadInputError
-from fluxion_etl.launchers import LaunchError
+from fluxion_etl.launchers import LaunchError, fail_unlaunched
 from fluxion_etl.store import ledger
 from fluxion_etl.store.ledger import RunRow
 
@@ -327,16 +327,13 @@ def _launch_failed(
     services: ServiceContext, run_id: int, exc: LaunchError, fire: ScheduledFire | None
 ) -> TriggerOutcome:
     """The run fails with category ``launch`` and the reason: 503 (a blocking write)."""
-    reason = f"could not be launched by the {services.launcher.name} launcher: {exc}"
-    with services.engine.begin() as conn:
-        ledger.finish_run(
-            conn,
-            run_id,
-            RunStatus.FAILED,
-            now=services.clock.now(),
-            error_category=ErrorCategory.LAUNCH.value,
-            error_message=reason[:2000],
-        )
+    reason = fail_unlaunched(
+        services.engine,
+        run_id,
+        launcher=services.launcher.name,
+        error=exc,
+        now=services.clock.now(),
+    )
     log.error("launch failed", run_id=run_id, reason=str(exc))
     return TriggerOutcome(
         http_status=http.HTTP_503_SERVICE_UNAVAILABLE,

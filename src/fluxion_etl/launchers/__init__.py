@@ -4,7 +4,7 @@ in between is recovered by the next start (``relaunch_stale_queued``).
 Contract of a launcher:
 - ``launch(run_id)`` returns quickly once execution has been handed off (a thread, a child process,
   an ECS task). It raises ``LaunchError`` when hand-off failed; the caller then fails the run with
-  category ``launch`` and the reason.
+  category ``launch`` and the reason (``fail_unlaunched``).
 - ``poll()`` is called periodically by the service: it notices executions that ended without
   finishing their run (a dead child, a stopped ECS task) and marks those runs ``abandoned``
   (``worker_lost``, unfinished items failed, leases freed) with the reason — unless the execution
@@ -18,9 +18,14 @@ Contract of a launcher:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Engine
+
+from fluxion_etl.domain.states import ErrorCategory, RunStatus
 from fluxion_etl.errors import FluxionError
+from fluxion_etl.store import ledger
 
 # A worker that finds its run already claimed (a duplicate launch: another process executes it, or
 # it has ended) exits with this code; a launcher must then leave the run alone.
@@ -42,3 +47,21 @@ class Launcher(Protocol):
     def alive(self) -> bool: ...
 
     def close(self, grace: float) -> None: ...
+
+
+def fail_unlaunched(
+    engine: Engine, run_id: int, *, launcher: str, error: LaunchError, now: datetime
+) -> str:
+    """Fail the queued run ``run_id`` that ``launcher`` could not hand off (``error``) with
+    category ``launch``, so that it never waits queued for nobody: the reason it records."""
+    reason = f"could not be launched by the {launcher} launcher: {error}"
+    with engine.begin() as conn:
+        ledger.finish_run(
+            conn,
+            run_id,
+            RunStatus.FAILED,
+            now=now,
+            error_category=ErrorCategory.LAUNCH.value,
+            error_message=reason[:2000],
+        )
+    return reason

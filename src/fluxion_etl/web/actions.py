@@ -15,10 +15,9 @@ from fastapi import status as http
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.trigger import start_run
 from fluxion_etl.domain.requests import RunRequest
-from fluxion_etl.domain.states import ErrorCategory, RunStatus
 from fluxion_etl.errors import BadInputError
-from fluxion_etl.launchers import LaunchError
-from fluxion_etl.store import audit, ledger
+from fluxion_etl.launchers import LaunchError, fail_unlaunched
+from fluxion_etl.store import audit
 from fluxion_etl.web.auth import WebUser
 from fluxion_etl.web.i18n import Message
 
@@ -76,13 +75,10 @@ def launch(services: ServiceContext, run_id: int) -> None:
     try:
         services.launcher.launch(run_id)
     except LaunchError as exc:
-        reason = f"could not be launched by the {services.launcher.name} launcher: {exc}"
-        with services.engine.begin() as conn:
-            ledger.finish_run(
-                conn,
-                run_id,
-                RunStatus.FAILED,
-                now=services.clock.now(),
-                error_category=ErrorCategory.LAUNCH.value,
-                error_message=reason[:2000],
-            )
+        fail_unlaunched(
+            services.engine,
+            run_id,
+            launcher=services.launcher.name,
+            error=exc,
+            now=services.clock.now(),
+        )

@@ -15,12 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.deps import Reader, Services, Triggerer
 from fluxion_etl.api.schemas import ErrorAnswer
-from fluxion_etl.domain.states import ErrorCategory, RunStatus
 from fluxion_etl.errors import BadInputError
-from fluxion_etl.launchers import LaunchError
+from fluxion_etl.launchers import LaunchError, fail_unlaunched
 from fluxion_etl.ops import gaps as ops_gaps
 from fluxion_etl.ops.recover import RecoveryRun, recover_gaps
-from fluxion_etl.store import audit, ledger
+from fluxion_etl.store import audit
 
 log = structlog.get_logger("fluxion.api")
 T = TypeVar("T")
@@ -189,16 +188,13 @@ def launch_or_fail(services: ServiceContext, run_id: int) -> None:
     try:
         services.launcher.launch(run_id)
     except LaunchError as exc:
-        with services.engine.begin() as conn:
-            ledger.finish_run(
-                conn,
-                run_id,
-                RunStatus.FAILED,
-                now=services.clock.now(),
-                error_category=ErrorCategory.LAUNCH.value,
-                error_message=f"could not be launched by the {services.launcher.name} "
-                f"launcher: {exc}"[:2000],
-            )
+        fail_unlaunched(
+            services.engine,
+            run_id,
+            launcher=services.launcher.name,
+            error=exc,
+            now=services.clock.now(),
+        )
         log.error("launch failed", run_id=run_id, reason=str(exc))
 
 

@@ -10,8 +10,13 @@ parameters) sends the four statements in one pipeline: one round trip, awaited o
 The statements are SQLAlchemy's, compiled once for the engine's dialect, and every column is
 decoded by its SQLAlchemy type (aware UTC instants, JSON), so the rows are those the threaded read
 gets; the store's own row builders (``tokens``, ``ledger``, ``leases``) turn them into records.
-A database error is raised as SQLAlchemy's (so the API answers 503 as it does elsewhere) and
-drops the connection; the next batch opens a new one.
+A database error is raised as SQLAlchemy's (so the API answers 503 as it does elsewhere). A
+connection the server has closed (a restart, an idle timeout, ``pg_terminate_backend``) is not
+left to fail the next burst of calls: before each batch, one that has something to read while
+idle (the server's last word) is pinged and replaced if gone, and a read whose connection is
+lost on the way is sent once more on a new one. An insert so lost is not
+resent: it may have been committed, and a run without a key would be queued twice (its callers
+answer 503; a run it did queue is relaunched by the service, as after a crash).
 
 Queueing a run in a worker thread (``engine.submit``) cost the same waits, and more: a pooled
 connection (opened anew when the pool's idle ones were taken), its ping, ``BEGIN``, the insert and
@@ -27,12 +32,15 @@ key still decides between concurrent calls and processes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import select as io_select
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
+import structlog
 from anyio import to_thread
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, RowMapping, Select, String, any_, bindparam, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
@@ -43,8 +51,11 @@ from fluxion_etl.store import ledger, tokens
 from fluxion_etl.store.leases import LeaseRow
 from fluxion_etl.store.schema import api_tokens, leases, runs
 
+log = structlog.get_logger("fluxion.api")
+
 Row = dict[str, Any]
 Waiter = asyncio.Future[int | None]  # a queue_run call's run id (None: the key's run exists)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,48 +208,71 @@ class LoopReads:
 
     async def _queue_batch(self, batch: list[tuple[dict[str, Any], Waiter]]) -> None:
         try:
-            run_ids = await self._insert([params for params, _ in batch])
-        except Exception as exc:  # every waiter gets the failure (503: database down)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            await self._answer(batch)
         except BaseException:  # cancelled (the server is stopping): so are the waiters
             for _, future in batch:
                 future.cancel()
             raise
+
+    async def _answer(self, batch: list[tuple[dict[str, Any], Waiter]]) -> None:
+        """Each waiter of ``batch`` gets its run id, or the error."""
+        try:
+            run_ids = await self._insert([params for params, _ in batch])
+        except Exception as exc:  # every waiter gets the failure (503: database down)
+            _fail(batch, exc)
+            return
         for (_, future), run_id in zip(batch, run_ids, strict=True):
             if not future.done():
                 future.set_result(run_id)
 
     async def _insert(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
         """One insert per run, sent in one pipeline: one round trip and one implicit
-        transaction (a failure queues none of them; their callers answer 503)."""
-        async with self._turn:
-            conn = await self._connection()
-            try:
-                async with conn.pipeline():
-                    cursors = [await conn.execute(self._queue.sql, params) for params in rows]
-                found = [await cursor.fetchone() for cursor in cursors]
-            except psycopg.Error as exc:
-                await self.aclose()
-                raise _as_sqlalchemy(exc) from exc
-        return [None if row is None else int(row[0]) for row in found]
+        transaction (a failure queues none of them). Not resent if the connection is lost."""
+
+        async def send(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> list[int | None]:
+            async with conn.pipeline():
+                cursors = [await conn.execute(self._queue.sql, params) for params in rows]
+            found = [await cursor.fetchone() for cursor in cursors]
+            return [None if row is None else int(row[0]) for row in found]
+
+        return await self._send(send, resend_if_lost=False)
 
     async def _fetch(self, asked: Sequence[tuple[Statement, dict[str, Any]]]) -> list[list[Row]]:
         """The rows of each statement, sent in one pipeline (one round trip), in order."""
+
+        async def send(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> list[list[Row]]:
+            async with conn.pipeline():
+                cursors = [await conn.execute(stmt.sql, params) for stmt, params in asked]
+            return [
+                stmt.rows(await cursor.fetchall())
+                for (stmt, _), cursor in zip(asked, cursors, strict=True)
+            ]
+
+        return await self._send(send, resend_if_lost=True)
+
+    async def _send(
+        self,
+        send: Callable[[psycopg.AsyncConnection[tuple[Any, ...]]], Awaitable[T]],
+        *,
+        resend_if_lost: bool,
+    ) -> T:
+        """``send`` on the connection, one at a time; sent once more on a new connection if
+        the connection was lost and ``resend_if_lost``. A failure leaves a connection that is
+        still well for the next batch."""
         async with self._turn:
-            conn = await self._connection()
-            try:
-                async with conn.pipeline():
-                    cursors = [await conn.execute(stmt.sql, params) for stmt, params in asked]
-                return [
-                    stmt.rows(await cursor.fetchall())
-                    for (stmt, _), cursor in zip(asked, cursors, strict=True)
-                ]
-            except psycopg.Error as exc:
-                await self.aclose()
-                raise _as_sqlalchemy(exc) from exc
+            tries = 2 if resend_if_lost else 1
+            while True:
+                tries -= 1
+                conn = await self._connection()
+                try:
+                    return await send(conn)
+                except psycopg.Error as exc:
+                    lost = conn.broken
+                    if lost or conn.info.transaction_status != TransactionStatus.IDLE:
+                        await self.aclose()
+                    if not (lost and tries):
+                        raise _as_sqlalchemy(exc) from exc
+                    log.warning("database connection lost; sending again", error=str(exc)[:200])
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
@@ -246,6 +280,14 @@ class LoopReads:
             await conn.close()
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        """The open connection, or a new one; one the server has spoken on while it was idle
+        (most likely to say it closes it) is pinged first, and replaced if it is gone."""
+        if self._conn is not None and not self._conn.closed and _has_unread(self._conn):
+            try:
+                await self._conn.execute("")
+            except psycopg.Error as exc:
+                log.warning("database connection closed by the server", error=str(exc)[:200])
+                await self.aclose()
         if self._conn is None or self._conn.closed:
             try:
                 params = await to_thread.run_sync(_connection_parameters, self._engine)
@@ -263,6 +305,20 @@ def _connection_parameters(engine: Engine) -> Mapping[str, Any]:
         if info.password:
             params["password"] = info.password
     return params
+
+
+def _has_unread(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> bool:
+    """Whether the server sent something since the last batch was answered (without waiting;
+    ``poll`` rather than ``select``, which refuses descriptors past 1023)."""
+    poller = io_select.poll()
+    poller.register(conn.fileno(), io_select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _fail(batch: Sequence[tuple[dict[str, Any], Waiter]], exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def _as_sqlalchemy(exc: psycopg.Error) -> sa_exc.DBAPIError:

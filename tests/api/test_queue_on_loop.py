@@ -1,7 +1,9 @@
 """On PostgreSQL an API call queues its run on the event loop (``api.loopreads``) and hands it to a
 launcher that needs no I/O for it there: the row is the one ``ledger.create_run`` writes, a key's
 run is never made twice, a failed hand-off still fails the run, and the app opens the loop's
-connection when it starts (a database down then does not stop it from starting)."""
+connection when it starts (a database down then does not stop it from starting). Against another
+writer a batch takes its keys in order, and a batch that fails all the same answers each caller
+alone."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from api_support import NOW, FakeLauncher, make_services, make_tokens
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import exc as sa_exc
 
 from fluxion_etl.api.app import create_app
-from fluxion_etl.api.loopreads import LoopReads
+from fluxion_etl.api.loopreads import LoopReads, RunInsert
 from fluxion_etl.api.trigger import api_key
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.requests import RunRequest
@@ -222,3 +226,127 @@ def test_the_app_starts_while_the_database_is_down_and_answers_503() -> None:
 
     assert health.status_code == 200
     assert answer.status_code == 503, answer.text
+
+
+# --- batches against another writer ----------------------------------------------------------
+
+
+def _values(key: str | None) -> dict[str, Any]:
+    request = replace(REQUESTS[0], idempotency_key=key)
+    return ledger.run_values(request, now=NOW, launcher="inline")
+
+
+class OtherWriter:
+    """Another process inserting runs in one open transaction, in the order it likes."""
+
+    def __init__(self, engine: Engine, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._insert = RunInsert.compile(engine)
+        self.conn = conn
+
+    @classmethod
+    async def connect(cls, engine: Engine, *settings: str) -> OtherWriter:
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await psycopg.AsyncConnection.connect(url)
+        for setting in settings:
+            await conn.execute(setting)
+        return cls(engine, conn)
+
+    async def insert(self, key: str) -> None:
+        await self.conn.execute(self._insert.sql, self._insert.params(_values(key)))
+
+
+async def _until_a_batch_waits(engine: Engine) -> None:
+    """Until a connection of ours waits for a lock: the batch waits for the other's key."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND application_name = 'fluxion-etl' AND datname = current_database()"
+    )
+    for _ in range(500):
+        with engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the batch never waited for the other writer's key")
+
+
+def test_a_batch_takes_its_keys_in_order_so_a_writer_in_that_order_never_deadlocks_it(
+    engine: Engine,
+) -> None:
+    """Two serve processes' batches insert their keys in one order: the later one waits for
+    the earlier one's keys, never the two for each other. Asked K-2 then K-1, the batch inserts
+    K-1 first; the other writer, holding K-1, then inserts K-2 without waiting (were K-2 taken
+    first, it would wait for the batch, and the batch for it: a deadlock)."""
+    _postgres(engine)
+
+    async def race() -> list[int | None]:
+        reads = LoopReads(engine)
+        other = await OtherWriter.connect(engine, "SET lock_timeout = '500ms'")
+        try:
+            await other.insert("K-1")
+            batch = asyncio.gather(reads.queue_run(_values("K-2")), reads.queue_run(_values("K-1")))
+            await _until_a_batch_waits(engine)
+            await other.insert("K-2")  # a deadlock, or this lock's timeout, if K-2 were taken
+            await other.conn.commit()
+            return list(await batch)
+        finally:
+            await other.conn.close()
+            await reads.aclose()
+
+    assert asyncio.run(race()) == [None, None]  # the other writer's runs: each key has one
+
+
+def test_each_caller_of_a_batch_that_deadlocked_with_another_writer_gets_its_own_answer(
+    engine: Engine,
+) -> None:
+    """A writer that takes keys in another order (an older release during a deploy) deadlocks
+    with a batch, and PostgreSQL cancels the batch: its rows are inserted again one at a time,
+    so each caller gets the answer it would have had alone (a key's existing run: None, as
+    ``ledger.create_run`` finds it; a run without a key: made), not a 503."""
+    _postgres(engine)
+
+    async def race() -> list[int | None]:
+        reads = LoopReads(engine)
+        # the batch is the one PostgreSQL cancels: it checks for a deadlock first (after 1 s)
+        other = await OtherWriter.connect(engine, "SET deadlock_timeout = '30s'")
+        try:
+            await other.insert("K-2")
+            batch = asyncio.gather(*(reads.queue_run(_values(k)) for k in ("K-1", "K-2", None)))
+            await _until_a_batch_waits(engine)  # K-1 inserted, waits for K-2
+            await other.insert("K-1")  # waits for the batch: a deadlock, until it is cancelled
+            await other.conn.commit()
+            return list(await batch)
+        finally:
+            await other.conn.close()
+            await reads.aclose()
+
+    first, second, unkeyed = asyncio.run(race())
+
+    assert (first, second) == (None, None)
+    assert unkeyed is not None
+    with engine.connect() as conn:
+        keys = conn.execute(select(runs.c.idempotency_key).order_by(runs.c.id)).scalars().all()
+    assert sorted(keys, key=str) == ["K-1", "K-2", None]
+
+
+def test_a_row_the_database_refuses_fails_its_caller_alone_with_the_error_of_create_run(
+    engine: Engine,
+) -> None:
+    """The refused row's caller gets ``IntegrityError``, as the threaded path's insert raises
+    (and the API answers both alike); the other rows of its batch are queued."""
+    _postgres(engine)
+    refused = _values("K-bad") | {"job": None}
+
+    async def together() -> list[int | BaseException | None]:
+        reads = LoopReads(engine)
+        try:
+            asked = (reads.queue_run(refused), reads.queue_run(_values("K-ok")))
+            return list(await asyncio.gather(*asked, return_exceptions=True))
+        finally:
+            await reads.aclose()
+
+    failed, queued = asyncio.run(together())
+
+    assert isinstance(failed, sa_exc.IntegrityError), failed
+    assert isinstance(queued, int)
+    with engine.begin() as conn, pytest.raises(sa_exc.IntegrityError):
+        conn.execute(insert(runs).values(refused))

@@ -10,11 +10,11 @@ parameters) sends the four statements in one pipeline: one round trip, awaited o
 The statements are SQLAlchemy's, compiled once for the engine's dialect, and every column is
 decoded by its SQLAlchemy type (aware UTC instants, JSON), so the rows are those the threaded read
 gets; the store's own row builders (``tokens``, ``ledger``, ``leases``) turn them into records.
-A database error is raised as SQLAlchemy's (so the API answers 503 as it does elsewhere). A
-connection the server has closed (a restart, an idle timeout, ``pg_terminate_backend``) is not
-left to fail the next burst of calls: before each batch, one that has something to read while
-idle (the server's last word) is pinged and replaced if gone, and a read whose connection is
-lost on the way is sent once more on a new one. An insert so lost is not
+A database error is raised as the error SQLAlchemy raises for it (so the API answers 503, or 500,
+as it does on the threaded path). A connection the server has closed (a restart, an idle timeout,
+``pg_terminate_backend``) is not left to fail the next burst of calls: before each batch, one that
+has something to read while idle (the server's last word) is pinged and replaced if gone, and a
+read whose connection is lost on the way is sent once more on a new one. An insert so lost is not
 resent: it may have been committed, and a run without a key would be queued twice (its callers
 answer 503; a run it did queue is relaunched by the service, as after a crash).
 
@@ -26,7 +26,10 @@ more. ``queue_run`` sends the very
 statement ``ledger.create_run`` runs (``INSERT … ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id``, the same column values, bound through the columns' SQLAlchemy types) on the
 loop's connection, the inserts of concurrent calls in one pipeline: one round trip, and the unique
-key still decides between concurrent calls and processes.
+key still decides between concurrent calls and processes. A batch inserts its rows in key order,
+so two processes' batches wait for each other's keys in one order and never deadlock; a batch
+that fails all the same (a deadlock with another writer, a serialization failure, a row the
+database refuses) is inserted again one row at a time, so each caller gets its own answer.
 """
 
 from __future__ import annotations
@@ -202,6 +205,7 @@ class LoopReads:
         try:
             while self._to_queue:
                 batch, self._to_queue = self._to_queue, []
+                batch.sort(key=_insert_order)
                 await self._queue_batch(batch)
         finally:
             self._queuer = None
@@ -215,9 +219,21 @@ class LoopReads:
             raise
 
     async def _answer(self, batch: list[tuple[dict[str, Any], Waiter]]) -> None:
-        """Each waiter of ``batch`` gets its run id, or the error."""
+        """Each waiter of ``batch`` gets its run id, or the error. A batch of several rows
+        that failed so that each may get through alone (``_may_pass_alone``) is inserted again,
+        one row at a time."""
         try:
             run_ids = await self._insert([params for params, _ in batch])
+        except sa_exc.DBAPIError as exc:
+            if len(batch) > 1 and _may_pass_alone(exc.orig):
+                log.warning(
+                    "batched insert failed; one row at a time", error=type(exc.orig).__name__
+                )
+                for one in batch:
+                    await self._answer([one])
+                return
+            _fail(batch, exc)
+            return
         except Exception as exc:  # every waiter gets the failure (503: database down)
             _fail(batch, exc)
             return
@@ -315,6 +331,21 @@ def _has_unread(conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> bool:
     return bool(poller.poll(0))
 
 
+def _may_pass_alone(error: BaseException | None) -> bool:
+    """Whether each row of a batch that failed so may get through alone: a deadlock or a
+    serialization failure with another writer (SQLSTATE class 40, each its own class in psycopg),
+    or a row the database refuses (it fails only its caller)."""
+    if isinstance(error, psycopg.IntegrityError):
+        return True
+    return isinstance(error, psycopg.Error) and (error.sqlstate or "").startswith("40")
+
+
+def _insert_order(queued: tuple[dict[str, Any], Waiter]) -> tuple[bool, str]:
+    """Keyed rows first, by key: the unique key is the only lock two inserts can both want."""
+    key = queued[0]["idempotency_key"]
+    return key is None, key or ""
+
+
 def _fail(batch: Sequence[tuple[dict[str, Any], Waiter]], exc: Exception) -> None:
     for _, future in batch:
         if not future.done():
@@ -322,12 +353,8 @@ def _fail(batch: Sequence[tuple[dict[str, Any], Waiter]], exc: Exception) -> Non
 
 
 def _as_sqlalchemy(exc: psycopg.Error) -> sa_exc.DBAPIError:
-    """The error SQLAlchemy would have raised for it (the API maps those to 503 or 500)."""
-    kind: type[sa_exc.DBAPIError]
-    if isinstance(exc, psycopg.OperationalError):
-        kind = sa_exc.OperationalError
-    elif isinstance(exc, psycopg.InterfaceError):
-        kind = sa_exc.InterfaceError
-    else:
-        kind = sa_exc.DBAPIError
-    return kind(None, None, exc)
+    """The error SQLAlchemy raises for it (``IntegrityError``, ``OperationalError``…), so that
+    the API answers it as on the threaded path (503 when the database cannot be used, else 500)."""
+    error = sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error)
+    assert isinstance(error, sa_exc.DBAPIError)
+    return error

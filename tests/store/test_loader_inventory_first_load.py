@@ -79,6 +79,8 @@ def awkward_catalogue() -> list[CatalogueItem]:
         catalogue_item(900, tax_rate=None, stock=Decimal("-2.375")),
         catalogue_item(901, stock=Decimal("1.123456789"), price_usd=Decimal("1E+3")),  # rounded
         catalogue_item(902, stock=Decimal("-0"), price_usd=Decimal("0.00000000")),
+        catalogue_item(903, fingerprint=-(2**63)),  # the fingerprints' extremes
+        catalogue_item(904, fingerprint=2**63 - 1),
         replace(items[5], stock=Decimal("77.5")),  # a duplicate sku: the last wins
     ]
 
@@ -95,13 +97,14 @@ def test_a_copied_first_load_stores_exactly_what_the_merge_stores(
 
     assert copied == merged
     assert copied[0] == InventoryResult(
-        inserted=303, updated=0, unchanged=0, disappeared=0, history_rows=303
+        inserted=305, updated=0, unchanged=0, disappeared=0, history_rows=305
     )
-    assert copied[1] == (0, 0, 303)
+    assert copied[1] == (0, 0, 305)
     assert stored(pg, "copied") == stored(pg, "merged")
     current, history = stored(pg, "copied")
-    assert len(current) == len(history) == 303
-    assert {row[-2:] for row in current} == {(T1.astimezone(UTC), 7)}  # updated_at, run_id
+    assert len(current) == len(history) == 305
+    assert {row[-3:-1] for row in current} == {(T1.astimezone(UTC), 7)}  # updated_at, run_id
+    assert {row[-1] for row in current} == {None, -(2**63), 2**63 - 1}  # the fingerprints
     # Is anything stored, the appeared history, the catalogue digest deleted (none was given);
     # the COPY goes to the driver.
     assert len(copy_statements) == 3
@@ -113,7 +116,7 @@ def test_the_load_after_a_copied_first_load_matches_the_merged_one(pg: Engine) -
     second = [
         replace(items[0], stock=items[0].stock + 1),  # changed stock
         replace(items[1], price_usd=items[1].price_usd + 1),  # changed price only
-        *items[2:250],  # items[5] back to its first stock; 53 vanish
+        *items[2:250],  # items[5] back to its first stock; 55 vanish
         catalogue_item(1000),  # new
     ]
     for location, copy in (("copied", True), ("merged", False)):
@@ -124,7 +127,7 @@ def test_the_load_after_a_copied_first_load_matches_the_merged_one(pg: Engine) -
 
     assert copied == merged
     assert copied[0] == InventoryResult(
-        inserted=1, updated=3, unchanged=247, disappeared=53, history_rows=56
+        inserted=1, updated=3, unchanged=247, disappeared=55, history_rows=58
     )
     assert stored(pg, "copied") == stored(pg, "merged")
 

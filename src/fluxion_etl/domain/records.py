@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -96,6 +97,17 @@ class CatalogueItem:
     price_usd: Decimal
     tax_rate: Decimal
     stock: Decimal
+    # Of the article exactly as sent (``klk.decode.article_fingerprints``); None when unknown.
+    fingerprint: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownArticles:
+    """What a warehouse holds, for decoding only the articles of a catalogue that changed: the
+    stored sku of each fingerprint, and every stored sku (with a fingerprint or without)."""
+
+    by_fingerprint: Mapping[int, str]
+    skus: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,16 @@ class Catalogue:
     digest: str | None = None  # of the article list as sent (``klk.decode.catalogue_digest``)
     # The article list hashed to the digest the caller already had: not decoded, ``items`` empty.
     unchanged: bool = False
+    # Decoded against ``KnownArticles``: ``items`` holds only the articles that are new or
+    # changed; ``kept`` more are stored exactly as sent (not decoded), and ``gone`` lists the
+    # stored skus the catalogue no longer has. ``gone`` is None when ``items`` is the catalogue.
+    kept: int = 0
+    gone: tuple[str, ...] | None = None
+
+    @property
+    def articles(self) -> int:
+        """Distinct articles in the catalogue (0 when ``unchanged``: the caller knows them)."""
+        return len(self.items) + self.kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,17 @@ hold a mass disappearance (SPEC §4.9), counters and sync state.
 A catalogue whose article list is byte for byte the one the warehouse's stored articles were
 loaded from (``store.catalogue_digests``) is fetched but not decoded nor merged: its articles
 count as unchanged. Most catalogues of stores that are closed do not change between cycles.
-The run parameter ``full`` loads every catalogue whole.
+Of one that changed, only the articles no stored row was loaded from (by their fingerprints)
+are decoded and merged, and the stored skus it no longer lists are removed by name: while a
+store sells, a cycle changes about one article in a hundred. The run parameter ``full`` loads
+every catalogue whole.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from fluxion_etl.domain.records import Catalogue, CatalogueItem
+from fluxion_etl.domain.records import Catalogue, CatalogueItem, KnownArticles
 from fluxion_etl.domain.requests import ItemCounters
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase
 from fluxion_etl.engine.fetch import fetch, is_mass_deletion
@@ -38,8 +41,11 @@ def sync_inventory(ctx: LocationContext) -> tuple[LocationResult, list[Catalogue
         held: list[str] = []
         for catalogue in catalogues:
             if catalogue.unchanged:
-                result.counters += _confirm_unchanged(ctx, conn, catalogue, loaded)
+                _confirm_loaded(ctx, conn, catalogue.warehouse_code, loaded)
+                result.counters += ItemCounters(unchanged=loaded[catalogue.warehouse_code].articles)
                 continue
+            if catalogue.gone is not None:  # decoded against what the warehouse held
+                _confirm_loaded(ctx, conn, catalogue.warehouse_code, loaded)
             counters, held_note = _load_one(ctx, conn, catalogue)
             result.counters += counters
             if held_note:
@@ -67,40 +73,48 @@ def _extract(
 ) -> Catalogue:
     ctx.check_deadline()
     ctx.progress("extract", warehouse_code)
-    digest = None if loaded is None else loaded.digest
+    digest, known = None, None
+    if loaded is not None:
+        digest = loaded.digest
+
+        def known() -> KnownArticles:  # asked for only when the catalogue changed
+            with ctx.rt.engine.connect() as conn:
+                return catalogue_digests.known_articles(
+                    conn, location_id=ctx.location.id, warehouse_code=warehouse_code
+                )
+
     fetched = fetch(
         ctx,
         "catalogue",
-        lambda: ctx.rt.klk.catalogue(warehouse_code, unchanged_if=digest),
+        lambda: ctx.rt.klk.catalogue(warehouse_code, unchanged_if=digest, known=known),
         result,
     )
     if fetched.unchanged and loaded is not None:
         articles, rows = loaded.articles, loaded.fetched
     else:
-        articles, rows = len(fetched.items), len(fetched.items) + fetched.duplicates_removed
+        articles = fetched.articles
+        rows = articles + fetched.duplicates_removed
     window: dict[str, object] = {"warehouse": warehouse_code, "articles": articles}
     if fetched.unchanged:
         window["unchanged"] = True
+    elif fetched.gone is not None:
+        window["decoded"] = len(fetched.items)
     result.windows.append(window)
     result.counters += ItemCounters(fetched=rows, duplicates=rows - articles)
     return fetched
 
 
-def _confirm_unchanged(
-    ctx: LocationContext,
-    conn: Connection,
-    catalogue: Catalogue,
-    loaded: dict[str, CatalogueDigest],
-) -> ItemCounters:
-    """An unchanged catalogue: its digest must still be the one on file (a load since it was
-    read would have replaced it); then every stored article is current as it is."""
-    assert catalogue.digest is not None
-    code = catalogue.warehouse_code
+def _confirm_loaded(
+    ctx: LocationContext, conn: Connection, code: str, loaded: dict[str, CatalogueDigest]
+) -> None:
+    """A catalogue decoded against what its warehouse held (unchanged, or only its changes):
+    the digest read with that must still be the one on file (a load since would have replaced
+    it), so the stored articles are still the ones it describes."""
     if not catalogue_digests.confirm(
         conn,
         location_id=ctx.location.id,
         warehouse_code=code,
-        digest=catalogue.digest,
+        digest=loaded[code].digest,
     ):
         raise LocationFailure(
             ErrorCategory.DATABASE,
@@ -108,7 +122,6 @@ def _confirm_unchanged(
             f"the stored inventory of {code} changed while its catalogue was fetched; "
             "the next run loads the catalogue whole",
         )
-    return ItemCounters(unchanged=loaded[code].articles)
 
 
 def _load_one(
@@ -122,6 +135,8 @@ def _load_one(
         items=catalogue.items,
         run_id=ctx.run_id,
         now=ctx.rt.clock.now(),
+        kept=catalogue.kept,
+        gone=catalogue.gone,
     )
     threshold = settings.mass_deletion_threshold
     apply = bool(ctx.params.get("allow_mass_deletion")) or not is_mass_deletion(
@@ -129,8 +144,8 @@ def _load_one(
     )
     digest = None
     if catalogue.digest is not None:
-        fetched = len(catalogue.items) + catalogue.duplicates_removed
-        digest = CatalogueDigest(catalogue.digest, len(catalogue.items), fetched)
+        fetched = catalogue.articles + catalogue.duplicates_removed
+        digest = CatalogueDigest(catalogue.digest, catalogue.articles, fetched)
     loaded = inventory_loader.apply_inventory(
         conn, staged, apply_disappearances=apply, digest=digest
     )

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
-from fluxion_etl.domain.records import Catalogue, KlkWarehouse, SalesBatch
+from fluxion_etl.domain.records import Catalogue, KlkWarehouse, KnownArticles, SalesBatch
 from fluxion_etl.domain.states import ErrorCategory
 from fluxion_etl.errors import (
     BadInputError,
@@ -218,12 +218,17 @@ class KlkClient:
         return self._fetch(request, lambda body: decode.decode_warehouses(body, call))
 
     def catalogue(
-        self, warehouse_code: str, *, unchanged_if: str | None = None
+        self,
+        warehouse_code: str,
+        *,
+        unchanged_if: str | None = None,
+        known: Callable[[], KnownArticles] | None = None,
     ) -> Fetched[Catalogue]:
         """``POST /maestra/articulos/almacen``: a warehouse's every article, zero stock included.
 
         ``unchanged_if``: the digest of the article list last loaded; an identical list is not
-        decoded (``decode.decode_catalogue``)."""
+        decoded. ``known``: what the warehouse holds, asked for when the list changed; only its
+        new or changed articles are decoded (``decode.decode_catalogue``)."""
         call = "articulos/almacen"
         request = _Request(
             call,
@@ -235,7 +240,11 @@ class KlkClient:
         return self._fetch(
             request,
             lambda body: decode.decode_catalogue(
-                body, warehouse_code=warehouse_code, call=call, unchanged_if=unchanged_if
+                body,
+                warehouse_code=warehouse_code,
+                call=call,
+                unchanged_if=unchanged_if,
+                known=known,
             ),
         )
 

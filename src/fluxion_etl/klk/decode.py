@@ -26,6 +26,7 @@ from fluxion_etl.domain.records import (
     Catalogue,
     CatalogueItem,
     KlkWarehouse,
+    KnownArticles,
     SalesBatch,
     SalesLine,
 )
@@ -49,15 +50,20 @@ def decode_catalogue(
     warehouse_code: str,
     call: str = "articulos/almacen",
     unchanged_if: str | None = None,
+    known: Callable[[], KnownArticles] | None = None,
 ) -> Catalogue:
     """Decode ``{"meta", "articulos"}`` (``/maestra/articulos/almacen`` or ``/reposicion``).
 
     When the article list hashes to ``unchanged_if`` (the digest of the list last loaded, see
     ``catalogue_digest``) the articles are not decoded: the result says ``unchanged`` and has no
     items. The envelope is still read whole: an error body is still an error.
+
+    Otherwise, with ``known`` (what the warehouse holds, asked for only then), only the articles
+    whose fingerprint no stored row has are decoded (``Catalogue.kept``/``gone``; see
+    ``_changed_articles``). Every record carries its article's fingerprint.
     """
     with _bad_payload_guard(call, body):
-        return _catalogue(body, warehouse_code, call, unchanged_if)
+        return _catalogue(body, warehouse_code, call, unchanged_if, known)
 
 
 # Part of every digest: change it whenever a change to decoding or loading a catalogue would
@@ -72,6 +78,20 @@ def catalogue_digest(articles: bytes | msgspec.Raw, declared: int) -> str:
     digest.update(b"%d\n" % declared)
     digest.update(articles)
     return digest.hexdigest()
+
+
+# The key of every article fingerprint: change it whenever ``article_fingerprints`` changes, so
+# that no stored fingerprint is taken for one of the new kind.
+ARTICLE_FINGERPRINT_KEY = b"fluxion-article-1"
+
+
+def article_fingerprints(articles: Sequence[msgspec.Raw]) -> list[int]:
+    """A 64-bit fingerprint of each article exactly as sent (its raw JSON object), as a signed
+    integer (a ``BIGINT``). Two articles with the same bytes decode to the same record; a
+    fingerprint matching a stored row's says, but for a 2⁻⁶⁴ chance, that the row was loaded
+    from these very bytes."""
+    blake, to_int, key = hashlib.blake2b, int.from_bytes, ARTICLE_FINGERPRINT_KEY
+    return [to_int(blake(raw, digest_size=8, key=key).digest(), signed=True) for raw in articles]
 
 
 def catalogue_warehouses(body: bytes, *, call: str = "articulos/reposicion") -> tuple[str, ...]:
@@ -112,34 +132,99 @@ def decode_warehouses(body: bytes, call: str) -> list[KlkWarehouse]:
 
 
 def _catalogue(
-    body: bytes, warehouse_code: str, call: str, unchanged_if: str | None = None
+    body: bytes,
+    warehouse_code: str,
+    call: str,
+    unchanged_if: str | None = None,
+    known: Callable[[], KnownArticles] | None = None,
 ) -> Catalogue:
     top = _envelope(body, call)
     meta = _decode_part(top, "meta", wire.CatalogueMeta)
+    generated_at = _generated_at(meta.fecha_generacion, None)
     articles = top.get("articulos")
     digest = None if articles is None else catalogue_digest(articles, meta.total_articulos)
     if digest is not None and digest == unchanged_if:
         return Catalogue(
             warehouse_code=warehouse_code,
             items=(),
-            generated_at=_generated_at(meta.fecha_generacion, None),
+            generated_at=generated_at,
             digest=digest,
             unchanged=True,
         )
+    raws = None if articles is None else _raw_articles(articles)
+    if raws is not None and known is not None and meta.total_articulos == len(raws):
+        changed = _changed_articles(raws, known())
+        if changed is not None:
+            changed_items, kept, gone, duplicates = changed
+            return Catalogue(
+                warehouse_code=warehouse_code,
+                items=changed_items,
+                generated_at=generated_at,
+                duplicates_removed=duplicates,
+                digest=digest,
+                kept=kept,
+                gone=gone,
+            )
     rows = _decode_part(top, "articulos", list[wire.Article])
     if meta.total_articulos != len(rows):
         raise KlkCountMismatchError(call, meta.total_articulos, len(rows), raw=body)
     _reject_nul_text(body, rows, "$.articulos")
+    if raws is not None:
+        for row, fingerprint in zip(rows, article_fingerprints(raws), strict=True):
+            row.fingerprint = fingerprint
     items = _catalogue_items(rows) if wire.all_plausible(rows, wire.Article) else None
     if items is None:  # a bad number or a missing code: decode row by row to name the first
         items = _catalogue_items_row_by_row(rows)
     return Catalogue(
         warehouse_code=warehouse_code,
         items=tuple(items.values()),
-        generated_at=_generated_at(meta.fecha_generacion, None),
+        generated_at=generated_at,
         duplicates_removed=len(rows) - len(items),
         digest=digest,
     )
+
+
+def _raw_articles(articles: msgspec.Raw) -> list[msgspec.Raw] | None:
+    """Each article's bytes, or None when the list is not a list of objects (the typed decode
+    then says what is wrong)."""
+    try:
+        return cast(list[msgspec.Raw], _decoder(list[msgspec.Raw]).decode(articles))
+    except msgspec.ValidationError:
+        return None
+
+
+def _changed_articles(
+    raws: list[msgspec.Raw], known: KnownArticles
+) -> tuple[tuple[CatalogueItem, ...], int, tuple[str, ...], int] | None:
+    """(new or changed items, kept, gone, duplicates removed), decoding only the articles whose
+    fingerprint is not a stored row's; the others are stored exactly as sent.
+
+    None, and the caller decodes the whole catalogue, whenever the shortcut could disagree with
+    it: most articles changed (the whole decode is then as cheap), an article repeated, a changed
+    article with the sku of a kept one (which one wins depends on their order), or anything
+    wrong with a changed article (the whole decode names the first bad row by its position).
+    """
+    fingerprints = article_fingerprints(raws)
+    stored = known.by_fingerprint
+    changed = [i for i, fingerprint in enumerate(fingerprints) if fingerprint not in stored]
+    if 2 * len(changed) > len(raws) or len(set(fingerprints)) != len(fingerprints):
+        return None
+    kept = {stored[f] for f in fingerprints if f in stored}
+    subset = b"[" + b",".join([raws[i] for i in changed]) + b"]"
+    try:
+        rows = _decoder(list[wire.Article]).decode(subset)
+        if not wire.all_plausible(rows, wire.Article):
+            return None
+        _reject_nul_text(subset, rows, "$")
+        for row, i in zip(rows, changed, strict=True):
+            row.fingerprint = fingerprints[i]
+        items = _catalogue_items(rows)
+    except (msgspec.ValidationError, wire.Invalid, KlkError):
+        return None
+    if items is None or not kept.isdisjoint(items):
+        return None
+    gone = tuple(sorted(known.skus - kept - items.keys()))
+    return tuple(items.values()), len(kept), gone, len(rows) - len(items)
 
 
 def _catalogue_items(rows: list[wire.Article]) -> dict[str, CatalogueItem] | None:
@@ -266,6 +351,7 @@ def _article(
         price_usd=row.price_usd,
         tax_rate=row.tax_rate,
         stock=row.stock,
+        fingerprint=row.fingerprint,
     )
 
 

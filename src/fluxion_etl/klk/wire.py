@@ -72,6 +72,10 @@ class Article(Wire, kw_only=True):
     price_usd: Decimal = msgspec.field(name="Precio")
     tax_rate: Decimal = msgspec.field(name="Iva")
     stock: Decimal
+    # Not KLK's: the decoder sets it on every row from the row's bytes, and the records take it
+    # from here. ``Any``, so that a payload with a key of this name is not refused for it; the
+    # decoder overwrites whatever it says.
+    fingerprint: Any = msgspec.field(name="fluxion:fingerprint", default=None)
 
 
 class SalesMeta(Wire, kw_only=True):

@@ -29,6 +29,7 @@ from importlib.metadata import version
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, select, update
 
+from fluxion_etl.domain.records import KnownArticles
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.schema import catalogue_digests, inventory_current, runs
@@ -95,6 +96,20 @@ def loaded_digests(conn: Connection, location_id: str) -> dict[str, CatalogueDig
         row.warehouse_code: CatalogueDigest(row.digest, row.articles, row.fetched)
         for row in conn.execute(query)
     }
+
+
+def known_articles(conn: Connection, *, location_id: str, warehouse_code: str) -> KnownArticles:
+    """What the warehouse holds, for decoding only the changed articles of its next catalogue:
+    trusted as far as its digest from ``loaded_digests`` is (the same writers stamp both)."""
+    stored = inventory_current.c
+    query = select(stored.sku, stored.fingerprint).where(
+        stored.location_id == location_id, stored.warehouse_code == warehouse_code
+    )
+    rows = conn.execute(query).all()
+    return KnownArticles(
+        by_fingerprint={fingerprint: sku for sku, fingerprint in rows if fingerprint is not None},
+        skus=frozenset(sku for sku, _ in rows),
+    )
 
 
 def confirm(conn: Connection, *, location_id: str, warehouse_code: str, digest: str) -> bool:

@@ -56,7 +56,8 @@ INVENTORY_STAGE = "fluxion_stage_inventory"
 PRODUCTS_STAGE = "fluxion_stage_products"
 STOCK_FIELDS = ("sku", "stock", "price_usd", "tax_rate")
 STOCK_VALUES = ("stock", "price_usd", "tax_rate")
-CURRENT_FIELDS = ("location_id", "warehouse_code", *STOCK_FIELDS, "updated_at", "run_id")
+STAGED_FIELDS = (*STOCK_FIELDS, "fingerprint")
+CURRENT_FIELDS = ("location_id", "warehouse_code", *STAGED_FIELDS, "updated_at", "run_id")
 PRODUCT_FIELDS = (
     "sku",
     "barcode",
@@ -88,13 +89,14 @@ class InventoryStage:
     warehouse_code: str
     run_id: int | None
     now: datetime
-    staged: int  # distinct skus in the catalogue
+    staged: int  # distinct skus in the catalogue (kept ones included)
     current_total: int  # skus stored for this warehouse before the load
     disappearing: int  # stored skus the catalogue no longer lists
     inserted: int
     updated: int
     history_rows: int  # of what appeared or changed
     token: int
+    gone: tuple[str, ...] | None = None  # the disappearing skus, when the caller named them
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +139,18 @@ def stage_inventory(
     run_id: int | None,
     now: datetime,
     copy_first_load: bool = True,
+    kept: int = 0,
+    gone: Sequence[str] | None = None,
 ) -> InventoryStage:
     """Stage the whole catalogue of one warehouse (duplicate skus: the last wins), write what
     appeared or changed with its history, and count what would disappear. Finish with
     ``apply_inventory`` in the same transaction, before staging another catalogue on this
     connection.
+
+    Or only part of it: ``items`` the new and changed articles, ``kept`` how many more are stored
+    as they are (the caller knows them unchanged), ``gone`` the stored skus the catalogue no
+    longer lists (``klk.decode``'s ``Catalogue.kept``/``gone``). The caller has read them in a
+    state of the warehouse it confirms in this transaction.
 
     ``copy_first_load=False`` sends a first load on PostgreSQL through the stage and merge too
     (the tests compare the two ways).
@@ -153,12 +162,13 @@ def stage_inventory(
         "run_id": run_id,
         "now": now,
     }
+    named = None if gone is None else tuple(gone)
     if is_postgres(conn):
-        counts = _write_postgres(conn, unique, params, copy_first_load=copy_first_load)
+        counts = _write_postgres(conn, unique, params, copy_first_load=copy_first_load, gone=named)
     else:
         # SQLite looks staged skus up by index.
-        stage(conn, INVENTORY_STAGE, _stock_columns(), unique, key=("sku",))
-        counts = _merge_changes_sqlite(conn, params)
+        stage(conn, INVENTORY_STAGE, _staged_columns(), unique, key=("sku",))
+        counts = _merge_changes_sqlite(conn, params, gone=named)
     inserted, updated, disappearing, history = counts
     token = next(_stage_tokens)
     conn.info[_STAGE_OWNER] = token
@@ -167,14 +177,15 @@ def stage_inventory(
         warehouse_code=warehouse_code,
         run_id=run_id,
         now=now,
-        staged=len(unique),
-        # Every stored sku is either in the catalogue (all staged but the inserted) or not.
-        current_total=len(unique) - inserted + disappearing,
+        staged=len(unique) + kept,
+        # Every stored sku is either in the catalogue (all but the inserted) or not.
+        current_total=len(unique) + kept - inserted + disappearing,
         disappearing=disappearing,
         inserted=inserted,
         updated=updated,
         history_rows=history,
         token=token,
+        gone=named,
     )
 
 
@@ -207,7 +218,10 @@ def apply_inventory(
             "run_id": staged.run_id,
             "now": staged.now,
         }
-        if is_postgres(conn):
+        if staged.gone is not None:
+            disappeared = _remove_named(conn, staged.gone, params)
+            history += disappeared
+        elif is_postgres(conn):
             # One statement removes the rows and writes their history: a row each.
             disappeared = conn.execute(_remove_disappeared_postgres(), params).rowcount
             history += disappeared
@@ -231,17 +245,22 @@ def apply_inventory(
     )
 
 
-def _merge_changes_sqlite(conn: Connection, params: dict[str, Any]) -> tuple[int, int, int, int]:
+def _merge_changes_sqlite(
+    conn: Connection, params: dict[str, Any], *, gone: tuple[str, ...] | None
+) -> tuple[int, int, int, int]:
     """(inserted, updated, disappearing, history rows): four statements, the history read
     before the upsert, while the old stock is still there."""
-    disappearing = conn.execute(_count_disappearing(), params).scalar_one()
-    inserted, updated = conn.execute(_count_changes(conn), params).one()
+    if gone is None:
+        disappearing = int(conn.execute(_count_disappearing(), params).scalar_one() or 0)
+    else:
+        disappearing = len(gone)
+    inserted, updated, written = conn.execute(_count_changes(conn), params).one()
     inserted, updated = int(inserted or 0), int(updated or 0)
     history = 0
-    if inserted + updated:
+    if written:
         history = conn.execute(_history_of_changes(conn), params).rowcount
         conn.execute(_upsert_changes(conn), params)
-    return inserted, updated, int(disappearing or 0), history
+    return inserted, updated, disappearing, history
 
 
 def _count_disappearing() -> TextClause:
@@ -255,12 +274,13 @@ def _count_disappearing() -> TextClause:
 
 
 def _changed_rows(conn: Connection) -> str:
-    """Staged rows that are new or differ from what is stored (``c.sku`` NULL = new)."""
+    """Staged rows that are new or differ from what is stored (``c.sku`` NULL = new), or that
+    only come from other bytes (the fingerprint alone is rewritten)."""
     return f"""
         FROM {INVENTORY_STAGE} AS s
         LEFT JOIN inventory_current AS c
           ON c.location_id = {LOC} AND c.warehouse_code = {WH} AND c.sku = s.sku
-        WHERE (c.sku IS NULL OR {differs(conn, "c", "s", STOCK_VALUES)})
+        WHERE (c.sku IS NULL OR {differs(conn, "c", "s", (*STOCK_VALUES, "fingerprint"))})
     """
 
 
@@ -269,9 +289,12 @@ def _typed(sql: str) -> TextClause:
 
 
 def _count_changes(conn: Connection) -> TextClause:
+    """(inserted, updated, rows to write): an update changes stock, price or tax."""
+    values_differ = differs(conn, "c", "s", STOCK_VALUES)
     return text(
         "SELECT sum(CASE WHEN c.sku IS NULL THEN 1 ELSE 0 END), "
-        "sum(CASE WHEN c.sku IS NULL THEN 0 ELSE 1 END) " + _changed_rows(conn)
+        f"sum(CASE WHEN c.sku IS NOT NULL AND {values_differ} THEN 1 ELSE 0 END), "
+        "count(*) " + _changed_rows(conn)
     )
 
 
@@ -292,20 +315,32 @@ def _history_of_changes(conn: Connection) -> TextClause:
 
 
 def _upsert_changes(conn: Connection) -> TextClause:
-    assignments = ", ".join(f"{n} = excluded.{n}" for n in (*STOCK_VALUES, "updated_at", "run_id"))
     return _typed(
         f"""
-        INSERT INTO inventory_current
-            (location_id, warehouse_code, sku, stock, price_usd, tax_rate, updated_at, run_id)
-        SELECT {LOC}, {WH}, {column_list(STOCK_FIELDS, "s")}, :now, {RUN}
+        INSERT INTO inventory_current ({column_list(CURRENT_FIELDS)})
+        SELECT {LOC}, {WH}, {column_list(STAGED_FIELDS, "s")}, :now, {RUN}
         {_changed_rows(conn)}
-        ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {assignments}
+        ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {_assignments(conn)}
         """
     )
 
 
-def _stock_columns() -> list[Column[Any]]:
-    return [inventory_current.c[name] for name in STOCK_FIELDS]
+def _assignments(conn: Connection) -> str:
+    """The upsert's ``SET``: a row that only comes from other bytes keeps the time and run that
+    last changed its values."""
+    values_differ = differs(conn, "inventory_current", "excluded", STOCK_VALUES)
+    stamps = (
+        f"{n} = CASE WHEN {values_differ} THEN excluded.{n} ELSE inventory_current.{n} END"
+        for n in ("updated_at", "run_id")
+    )
+    # The stamps are computed before the values change: every expression of a SET sees the row
+    # as it was.
+    values = (f"{n} = excluded.{n}" for n in (*STOCK_VALUES, "fingerprint"))
+    return ", ".join((*stamps, *values))
+
+
+def _staged_columns() -> list[Column[Any]]:
+    return [inventory_current.c[name] for name in STAGED_FIELDS]
 
 
 def _write_postgres(
@@ -314,6 +349,7 @@ def _write_postgres(
     params: dict[str, Any],
     *,
     copy_first_load: bool,
+    gone: tuple[str, ...] | None,
 ) -> tuple[int, int, int, int]:
     """(inserted, updated, disappearing, history rows). One question first, in the caller's
     transaction: is anything stored for this warehouse, and is the staging table there already?
@@ -321,12 +357,15 @@ def _write_postgres(
     replaces the stage's ``CREATE … IF NOT EXISTS``, so a reload runs as many statements as the
     baseline."""
     stored, stage_exists = conn.execute(_survey_postgres(), params).one()
-    if not stored and copy_first_load:
+    if not stored and copy_first_load and not gone:
         return len(unique), 0, 0, _copy_first_catalogue(conn, unique, params)
     # PostgreSQL hash-joins staged and stored skus; an index would only slow the COPY (the skus
     # are already unique).
-    stage(conn, INVENTORY_STAGE, _stock_columns(), unique, exists=bool(stage_exists))
-    return _merge_changes_postgres(conn, params)
+    stage(conn, INVENTORY_STAGE, _staged_columns(), unique, exists=bool(stage_exists))
+    inserted, updated, disappearing, history = _merge_changes_postgres(
+        conn, params, whole=gone is None
+    )
+    return inserted, updated, disappearing if gone is None else len(gone), history
 
 
 def _survey_postgres() -> TextClause:
@@ -357,7 +396,7 @@ def _copy_first_catalogue(
         return 0
     now = UtcDateTime().process_bind_param(params["now"], conn.dialect)  # refuses naive times
     rows = framed(
-        rows_of(unique, STOCK_FIELDS),
+        rows_of(unique, STAGED_FIELDS),
         before=(params["location_id"], params["warehouse_code"]),
         after=(now.isoformat(), params["run_id"]),  # ISO 8601 with its offset: exact
     )
@@ -381,7 +420,9 @@ def _history_of_first_catalogue() -> TextClause:
     )
 
 
-def _merge_changes_postgres(conn: Connection, params: dict[str, Any]) -> tuple[int, int, int, int]:
+def _merge_changes_postgres(
+    conn: Connection, params: dict[str, Any], *, whole: bool
+) -> tuple[int, int, int, int]:
     """(inserted, updated, disappearing, history rows) in one statement: one round trip and one
     pass over the staged and the stored catalogue, as the baseline's merge.
 
@@ -389,18 +430,28 @@ def _merge_changes_postgres(conn: Connection, params: dict[str, Any]) -> tuple[i
     two feed the history and the upsert, the third is only counted. Every part of a statement
     sees the same snapshot, so the history reads the stock from before the upsert; ``upserted``
     runs although nothing reads it (PostgreSQL always completes a data-modifying ``WITH``).
+
+    A staged part of a catalogue (not ``whole``) says nothing of what disappeared: its rows are
+    looked up by key instead (a left join), and disappearing is 0 here.
     """
-    assignments = ", ".join(f"{n} = excluded.{n}" for n in (*STOCK_VALUES, "updated_at", "run_id"))
+    stored = f"""(
+                SELECT {column_list(STAGED_FIELDS)} FROM inventory_current
+                WHERE location_id = {LOC} AND warehouse_code = {WH}
+            ) AS c ON c.sku = s.sku"""  # noqa: S608 - identifiers are our own constants; values are bound
+    if not whole:
+        stored = f"""inventory_current AS c
+              ON c.location_id = {LOC} AND c.warehouse_code = {WH} AND c.sku = s.sku"""
+    join = "FULL JOIN" if whole else "LEFT JOIN"
+    values_differ = differs(conn, "c", "s", STOCK_VALUES)
     sql = f"""
         WITH touched AS MATERIALIZED (
-            SELECT {column_list(STOCK_FIELDS, "s")}, c.stock AS old_stock,
-                   c.sku IS NULL AS appeared, c.sku IS NOT NULL AND s.sku IS NULL AS disappearing
+            SELECT {column_list(STAGED_FIELDS, "s")}, c.stock AS old_stock,
+                   c.sku IS NULL AS appeared, c.sku IS NOT NULL AND s.sku IS NULL AS disappearing,
+                   c.sku IS NOT NULL AND {values_differ} AS changed
             FROM {INVENTORY_STAGE} AS s
-            FULL JOIN (
-                SELECT {column_list(STOCK_FIELDS)} FROM inventory_current
-                WHERE location_id = {LOC} AND warehouse_code = {WH}
-            ) AS c ON c.sku = s.sku
-            WHERE c.sku IS NULL OR s.sku IS NULL OR {differs(conn, "c", "s", STOCK_VALUES)}
+            {join} {stored}
+            WHERE c.sku IS NULL OR s.sku IS NULL
+               OR {differs(conn, "c", "s", (*STOCK_VALUES, "fingerprint"))}
         ), history AS (
             INSERT INTO inventory_history
                 (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
@@ -411,20 +462,57 @@ def _merge_changes_postgres(conn: Connection, params: dict[str, Any]) -> tuple[i
             WHERE NOT disappearing AND (appeared OR old_stock IS DISTINCT FROM stock)
             RETURNING 1
         ), upserted AS (
-            INSERT INTO inventory_current
-                (location_id, warehouse_code, sku, stock, price_usd, tax_rate, updated_at, run_id)
-            SELECT {LOC}, {WH}, {column_list(STOCK_FIELDS)}, :now, {RUN}
+            INSERT INTO inventory_current ({column_list(CURRENT_FIELDS)})
+            SELECT {LOC}, {WH}, {column_list(STAGED_FIELDS)}, :now, {RUN}
             FROM touched WHERE NOT disappearing
-            ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {assignments}
+            ON CONFLICT (location_id, warehouse_code, sku) DO UPDATE SET {_assignments(conn)}
         )
         SELECT count(*) FILTER (WHERE appeared),
-               count(*) FILTER (WHERE NOT appeared AND NOT disappearing),
+               count(*) FILTER (WHERE changed AND NOT disappearing),
                count(*) FILTER (WHERE disappearing),
                (SELECT count(*) FROM history)
         FROM touched
     """  # noqa: S608 - identifiers are our own constants; values are bound
     inserted, updated, disappearing, history = conn.execute(_typed(sql), params).one()
     return int(inserted), int(updated), int(disappearing), int(history)
+
+
+def _remove_named(conn: Connection, gone: Sequence[str], params: dict[str, Any]) -> int:
+    """Remove the stored articles ``gone`` with their history; returns how many were removed.
+    Used when only part of the catalogue was staged, so the stage cannot say what is gone."""
+    if is_postgres(conn):
+        sql = f"""
+            WITH gone AS (
+                DELETE FROM inventory_current AS c
+                WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
+                  AND c.sku = ANY(CAST(:gone AS VARCHAR[]))
+                RETURNING c.sku, c.stock, c.price_usd
+            )
+            INSERT INTO inventory_history
+                (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
+                 changed_at, run_id)
+            SELECT {LOC}, {WH}, sku, 'disappeared', stock, NULL, price_usd, :now, {RUN}
+            FROM gone ORDER BY sku
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+        return int(conn.execute(_typed(sql), {**params, "gone": list(gone)}).rowcount)
+    each = [{**params, "sku": sku} for sku in sorted(gone)]
+    history = _typed(
+        f"""
+        INSERT INTO inventory_history
+            (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
+             changed_at, run_id)
+        SELECT location_id, warehouse_code, sku, 'disappeared', stock, NULL, price_usd,
+               :now, {RUN}
+        FROM inventory_current
+        WHERE location_id = :location_id AND warehouse_code = :warehouse_code AND sku = :sku
+        """  # noqa: S608 - identifiers are our own constants; values are bound
+    )
+    conn.execute(history, each)
+    remove = text(
+        "DELETE FROM inventory_current "
+        "WHERE location_id = :location_id AND warehouse_code = :warehouse_code AND sku = :sku"
+    )
+    return int(conn.execute(remove, each).rowcount)
 
 
 def _remove_disappeared_postgres() -> TextClause:

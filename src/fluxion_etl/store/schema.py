@@ -74,8 +74,11 @@ inventory_current = Table(
     Column("stock", Money, nullable=False),
     Column("price_usd", Money, nullable=False),
     Column("tax_rate", Money),
-    Column("updated_at", UtcDateTime, nullable=False),
-    Column("run_id", Id),
+    Column("updated_at", UtcDateTime, nullable=False),  # when stock, price or tax last changed
+    Column("run_id", Id),  # the run that last changed them
+    # Of the article the row was last loaded from, exactly as KLK sent it
+    # (``klk.decode.article_fingerprints``): an article sent again unchanged is not decoded.
+    Column("fingerprint", BigInteger),
 )
 
 # A row only when a quantity changes or an article appears or disappears (SPEC §4.10).

@@ -10,6 +10,10 @@ and memory are its own. Two cycles are measured:
     steady   30 minutes later: catalogues compared (nothing changed after closing), sales read
              from the watermark minus the 60-minute overlap
 
+``--cold-at 15:00`` moves both into opening hours: the stores sell between the two cycles, so
+every catalogue has changed (about one article in a hundred) and the cold window is the day so
+far.
+
 Beside them: the simulator alone serving the same calls (first time, then from its cache), and on
 PostgreSQL the fixed baseline (bench/baseline_copy_merge.py) loading the rows the cycles
 loaded, one transaction per location, into a fresh database: the cold cycle's rows into empty
@@ -200,7 +204,7 @@ def summarise(report: dict[str, Any]) -> dict[str, float]:
 
 
 def baseline_on_rows_of(
-    source_url: str, location_ids: Sequence[str], steady_since: datetime
+    source_url: str, location_ids: Sequence[str], steady_since: datetime, *, at: datetime = COLD_AT
 ) -> dict[str, float]:
     """The fixed baseline loading what the cycles loaded, per location, into a fresh database.
 
@@ -232,9 +236,9 @@ def baseline_on_rows_of(
                 out[part + "rows"] += len(stock) + len(sales)
                 db_cpu, client_cpu = process_cpu_s(backend), time.thread_time()
                 with stopwatch() as elapsed:
-                    baseline.load_inventory(dst, batches, COLD_AT)
+                    baseline.load_inventory(dst, batches, at)
                     if sales:
-                        baseline.load_sales(dst, [(loc, sales)], COLD_AT)
+                        baseline.load_sales(dst, [(loc, sales)], at)
                 out[part + "wall_s"] += elapsed()
                 out[part + "client_cpu_s"] += time.thread_time() - client_cpu
                 out[part + "db_cpu_s"] += process_cpu_s(backend) - db_cpu
@@ -271,6 +275,7 @@ class CycleReport:
     simulator_peak_mb: float = 0.0
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # after which cycle
     load: str = ""
+    cold_at: str = COLD_AT.strftime("%H:%M")  # local time of the cold cycle
 
     def baseline(self, key: str) -> float | None:
         """Median of ``key`` over the baseline runs (None when it was not run)."""
@@ -322,7 +327,8 @@ class CycleReport:
             _fmt(self.simulator.get(f"{n}_cached", {}).get("seconds", float("nan")), "s")
             for n in self.cycles)])  # fmt: skip
         out = [
-            f"Scale `{self.scale}` on {self.dialect}; machine {self.machine}; {self.load}",
+            f"Scale `{self.scale}` on {self.dialect}, cold cycle at {self.cold_at} (Caracas); "
+            f"machine {self.machine}; {self.load}",
             "",
             markdown_table(header, rows),
             f"\nSimulator process peak memory: {self.simulator_peak_mb:.0f} MB.",
@@ -374,19 +380,32 @@ def database(dialect: str, workdir: Path) -> Iterator[str]:
         yield f"sqlite:///{workdir / 'cycle.db'}"
 
 
-def run(scale_name: str, dialect: str, *, with_baseline: bool = True) -> CycleReport:
+def _local_time(text: str) -> datetime:
+    """``HH:MM`` → that time (Caracas) on the benchmark's day."""
+    try:
+        hour, minute = (int(part) for part in text.split(":"))
+        return COLD_AT.replace(hour=hour, minute=minute)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HH:MM (e.g. 15:00), got {text!r}") from None
+
+
+def run(
+    scale_name: str, dialect: str, *, with_baseline: bool = True, cold_at: datetime = COLD_AT
+) -> CycleReport:
     scale = SCALES[scale_name]
     before = os.getloadavg()[0]
-    report = CycleReport(scale_name, dialect, machine())
+    report = CycleReport(scale_name, dialect, machine(), cold_at=cold_at.strftime("%H:%M"))
     sims = build_locations(scale.locations)
     locations = [s.location for s in sims]
     workers = Settings().concurrency
-    sim_args = ["--history-from", HISTORY_FROM.isoformat()]
+    steady_at = cold_at + (STEADY_AT - COLD_AT)
+    # The simulator sells from the cold cycle's day on: the cold window is that day.
+    sim_args = ["--history-from", cold_at.date().isoformat()]
     with (
         tempfile.TemporaryDirectory(prefix="fluxion-cycle-") as tmp,
         simulator_process(
             locations=scale.locations, skus=scale.skus, lines_per_day=scale.lines_per_day,
-            clock=f"manual:{COLD_AT.isoformat()}", extra_args=sim_args, startup_timeout=120,
+            clock=f"manual:{cold_at.isoformat()}", extra_args=sim_args, startup_timeout=120,
         ) as sim,
         database(dialect, Path(tmp)) as url,
     ):  # fmt: skip
@@ -394,7 +413,7 @@ def run(scale_name: str, dialect: str, *, with_baseline: bool = True) -> CycleRe
         config.write_text(chain_config_toml(tuple(sims)))
         migrate(url)
         cold_rows_of = [loc.id for loc in locations]
-        for name, at, watermark in (("cold", COLD_AT, None), ("steady", STEADY_AT, COLD_AT)):
+        for name, at, watermark in (("cold", cold_at, None), ("steady", steady_at, cold_at)):
             set_sim_clock(sim.url, at)
             for attempt in ("first", "cached"):
                 report.simulator[f"{name}_{attempt}"] = simulator_alone(
@@ -404,7 +423,10 @@ def run(scale_name: str, dialect: str, *, with_baseline: bool = True) -> CycleRe
             report.cycles[name] = summarise(etl_cycle(url, sim.url, config, at))
             report.cycles[name]["load_1m"] = load_1m
             if dialect == "postgresql" and with_baseline:  # right after the cycle, each time
-                report.baselines[name] = baseline_on_rows_of(url, cold_rows_of, STEADY_SALES_SINCE)
+                steady_since = cold_at + (STEADY_SALES_SINCE - COLD_AT)
+                report.baselines[name] = baseline_on_rows_of(
+                    url, cold_rows_of, steady_since, at=cold_at
+                )
         report.simulator_peak_mb = process_peak_mb(sim.process.pid)
     report.load = load_note(before, os.getloadavg()[0])
     return report
@@ -418,9 +440,16 @@ def main(argv: Sequence[str] | None = None) -> CycleReport:
     parser.add_argument("--scale", choices=sorted(SCALES), default="chain")
     parser.add_argument("--dialect", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--cold-at",
+        type=_local_time,
+        default=COLD_AT.strftime("%H:%M"),
+        help="the cold cycle's local time (Caracas) on the benchmark's day, HH:MM "
+        "(default %(default)s, stores closed; 15:00: open); the steady cycle is 30 minutes later",
+    )
     args = parser.parse_args(argv)
     exit_cleanly_on_sigterm()
-    report = run(args.scale, args.dialect, with_baseline=not args.no_baseline)
+    report = run(args.scale, args.dialect, with_baseline=not args.no_baseline, cold_at=args.cold_at)
     print(report.markdown())
     return report
 

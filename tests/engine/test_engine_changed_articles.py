@@ -66,9 +66,7 @@ def _history(chain: Chain, run_id: int) -> list[tuple[str, str, Any, Any]]:
         return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
 
 
-def _without(
-    monkeypatch: pytest.MonkeyPatch, chain: Chain, dropped: Callable[[str], bool]
-) -> None:
+def _without(monkeypatch: pytest.MonkeyPatch, chain: Chain, dropped: Callable[[str], bool]) -> None:
     """From now on KLK leaves out of every catalogue the articles whose sku ``dropped`` says."""
     world = chain.world
     real = world.catalogue_rows

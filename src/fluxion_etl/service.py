@@ -50,7 +50,7 @@ def make_launcher(rt: Runtime) -> Launcher:
     if settings.launcher == "subprocess":
         from fluxion_etl.launchers.subprocess import SubprocessLauncher
 
-        return SubprocessLauncher(rt.engine, rt.clock)
+        return SubprocessLauncher(rt.engine, rt.clock, nice=settings.subprocess_worker_nice)
     if settings.launcher == "ecs":
         from fluxion_etl.launchers.ecs import EcsLauncher
 

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None  # a scrape-only bearer token for /metrics
 
     launcher: Literal["inline", "subprocess", "ecs"] = "inline"
+    # FLUXION_LAUNCHER=subprocess: worker processes run this many steps nicer than `serve` (0: as
+    # nice as it), so a burst of starting workers does not take the cores from the API's calls.
+    subprocess_worker_nice: int = Field(10, ge=0, le=19)
     scheduler: Literal["embedded", "external"] = "embedded"
     log_format: Literal["auto", "json", "console"] = "auto"
 

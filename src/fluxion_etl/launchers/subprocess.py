@@ -1,4 +1,11 @@
-"""``subprocess``: each run executes in a child ``fluxion-etl worker --run-id ID`` process."""
+"""``subprocess``: each run executes in a child ``fluxion-etl worker --run-id ID`` process.
+
+Workers start ``nice`` steps nicer than the serve process (``FLUXION_SUBPROCESS_WORKER_NICE``,
+default 10): each is a Python process that spends its first few hundred milliseconds of CPU
+importing, and a burst of API calls starts several at once on the cores that answer the calls.
+At a lower priority the kernel gives the API's event loop the core first; the workers use what is
+left (all of it when the API is idle), so a run is slower only while the API is busy.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +31,12 @@ class SubprocessLauncher:
     name = "subprocess"
     hands_off_in_process = False  # spawns a worker process
 
-    def __init__(self, engine: Engine, clock: Clock, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, *, env: dict[str, str] | None = None, nice: int = 0
+    ) -> None:
         self._engine, self._clock = engine, clock
         self._env = {**os.environ, **(env or {})}
+        self._nice = nice
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -39,6 +49,7 @@ class SubprocessLauncher:
             child = subprocess.Popen(command, env=self._env, stdin=subprocess.DEVNULL)  # noqa: S603
         except OSError as exc:
             raise LaunchError(f"could not start a worker process: {exc}") from exc
+        _lower_priority(child.pid, self._nice)
         with self._lock:
             self._children[run_id] = child
         with self._engine.begin() as conn:
@@ -80,6 +91,23 @@ class SubprocessLauncher:
                     break
             time.sleep(0.2)
         self.poll()
+
+
+def _lower_priority(pid: int, steps: int) -> None:
+    """Make the process ``pid`` ``steps`` nicer than this one (at most 19, the lowest priority).
+
+    Set from here after the start, not in the child with ``preexec_fn``: that makes ``subprocess``
+    fork (copy the serve process's page tables, holding the GIL, so the event loop stops) instead
+    of vfork. The worker runs at our priority only until this call, a few milliseconds at most.
+    A failure costs responsiveness, not the run: it is logged and the worker keeps running.
+    """
+    if steps <= 0:
+        return
+    try:
+        target = min(os.getpriority(os.PRIO_PROCESS, 0) + steps, 19)
+        os.setpriority(os.PRIO_PROCESS, pid, target)
+    except OSError as exc:
+        log.warning("could not lower the worker's priority", pid=pid, error=str(exc))
 
 
 def _owned_by(owner: str | None, pid: int) -> bool:

@@ -19,11 +19,12 @@ from engine_support import (
     stored_stock,
 )
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from fluxion_etl.domain.states import ItemStatus, Job, RunStatus
 from fluxion_etl.engine import inventory as engine_inventory
 from fluxion_etl.sim.faults import parse_fault
-from fluxion_etl.store import inventory_loader
+from fluxion_etl.store import catalogue_digests, inventory_loader
 from fluxion_etl.store.schema import inventory_current, inventory_history
 
 
@@ -230,3 +231,80 @@ def test_the_chain_loaded_by_changes_equals_the_chain_loaded_whole(chain: Chain)
         assert (item.inserted, item.updated, item.deleted) == (0, 0, 0)
         assert item.unchanged == item.fetched == assert_inventory_equal_served(chain, loc)
     assert _history(chain, full.run.id) == []
+
+
+def test_stored_articles_that_cannot_be_read_make_the_catalogue_decode_whole(
+    chain: Chain, staged: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain.run(Job.INVENTORY)
+    chain.clock.advance(hours=1.5)
+
+    def unreadable(conn: Any, **_: Any) -> None:
+        raise OperationalError("SELECT sku, fingerprint …", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(catalogue_digests, "known_articles", unreadable)
+    staged.clear()
+
+    run = chain.run(Job.INVENTORY)
+
+    assert run.status is RunStatus.SUCCEEDED
+    for loc in STORES:
+        assert staged[_code(chain, loc)]["gone"] is None
+        assert assert_inventory_equal_served(chain, loc) == run.items[loc].fetched
+
+
+def test_two_stored_rows_with_one_fingerprint_have_their_articles_decoded(
+    chain: Chain, staged: dict[str, dict[str, Any]]
+) -> None:
+    """Say a hand edit copied one row's fingerprint onto another: neither says which article it
+    was loaded from, so both are decoded (and each gets its own fingerprint back)."""
+    loc = STORES[0]
+    code = _code(chain, loc)
+    chain.run(Job.INVENTORY, locations=(loc,))
+    first, second = sorted(stored_stock(chain.engine, loc, code))[:2]
+    with chain.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE inventory_current SET fingerprint = (SELECT fingerprint FROM "
+                "inventory_current WHERE location_id = :loc AND sku = :first) "
+                "WHERE location_id = :loc AND sku = :second"
+            ),
+            {"loc": loc, "first": first, "second": second},
+        )
+    chain.clock.advance(hours=1.5)
+    staged.clear()
+
+    run = chain.run(Job.INVENTORY, locations=(loc,))
+
+    assert staged[code]["gone"] == ()
+    assert {first, second} <= set(staged[code]["skus"])
+    assert assert_inventory_equal_served(chain, loc) == run.items[loc].fetched
+    c = inventory_current.c
+    with chain.engine.connect() as conn:
+        fingerprints = conn.execute(
+            select(c.fingerprint).where(c.location_id == loc, c.sku.in_([first, second]))
+        ).all()
+    assert len({f for (f,) in fingerprints}) == 2
+
+
+def test_a_load_of_the_same_catalogue_by_another_run_in_between_is_noticed(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest read before the fetch must be the very one on file at the load, not an equal
+    one another run wrote meanwhile (it may have stored other articles in between)."""
+    loc = STORES[1]
+    chain.run(Job.INVENTORY, locations=(loc,))
+    chain.clock.advance(hours=1.5)
+    real = catalogue_digests.known_articles
+
+    def reloaded_then_read(conn: Any, **kwargs: Any) -> Any:
+        with chain.engine.begin() as other:  # another run's load of the same catalogue
+            other.execute(text("UPDATE catalogue_digests SET run_id = run_id + 1000"))
+        return real(conn, **kwargs)
+
+    monkeypatch.setattr(catalogue_digests, "known_articles", reloaded_then_read)
+    run = chain.run(Job.INVENTORY, locations=(loc,))
+
+    item = run.items[loc]
+    assert item.status is ItemStatus.FAILED
+    assert "changed while its catalogue was fetched" in (item.error_message or "")

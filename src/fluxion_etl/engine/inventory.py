@@ -15,6 +15,7 @@ every catalogue whole.
 from __future__ import annotations
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from fluxion_etl.domain.records import Catalogue, CatalogueItem, KnownArticles
 from fluxion_etl.domain.requests import ItemCounters
@@ -77,11 +78,20 @@ def _extract(
     if loaded is not None:
         digest = loaded.digest
 
-        def known() -> KnownArticles:  # asked for only when the catalogue changed
-            with ctx.rt.engine.connect() as conn:
-                return catalogue_digests.known_articles(
-                    conn, location_id=ctx.location.id, warehouse_code=warehouse_code
+        def known() -> KnownArticles | None:  # asked for only when the catalogue changed
+            try:
+                with ctx.rt.engine.connect() as conn:
+                    return catalogue_digests.known_articles(
+                        conn, location_id=ctx.location.id, warehouse_code=warehouse_code
+                    )
+            except SQLAlchemyError as exc:  # the whole catalogue is decoded instead
+                ctx.log.warning(
+                    "stored articles unreadable; decoding the whole catalogue",
+                    ctx.location.id,
+                    warehouse=warehouse_code,
+                    error=str(exc)[:200],
                 )
+                return None
 
     fetched = fetch(
         ctx,
@@ -114,7 +124,7 @@ def _confirm_loaded(
         conn,
         location_id=ctx.location.id,
         warehouse_code=code,
-        digest=loaded[code].digest,
+        digest=loaded[code],
     ):
         raise LocationFailure(
             ErrorCategory.DATABASE,

@@ -222,7 +222,7 @@ class KlkClient:
         warehouse_code: str,
         *,
         unchanged_if: str | None = None,
-        known: Callable[[], KnownArticles] | None = None,
+        known: Callable[[], KnownArticles | None] | None = None,
     ) -> Fetched[Catalogue]:
         """``POST /maestra/articulos/almacen``: a warehouse's every article, zero stock included.
 

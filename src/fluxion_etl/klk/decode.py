@@ -50,7 +50,7 @@ def decode_catalogue(
     warehouse_code: str,
     call: str = "articulos/almacen",
     unchanged_if: str | None = None,
-    known: Callable[[], KnownArticles] | None = None,
+    known: Callable[[], KnownArticles | None] | None = None,
 ) -> Catalogue:
     """Decode ``{"meta", "articulos"}`` (``/maestra/articulos/almacen`` or ``/reposicion``).
 
@@ -58,9 +58,10 @@ def decode_catalogue(
     ``catalogue_digest``) the articles are not decoded: the result says ``unchanged`` and has no
     items. The envelope is still read whole: an error body is still an error.
 
-    Otherwise, with ``known`` (what the warehouse holds, asked for only then), only the articles
-    whose fingerprint no stored row has are decoded (``Catalogue.kept``/``gone``; see
-    ``_changed_articles``). Every record carries its article's fingerprint.
+    Otherwise, with ``known`` (what the warehouse holds, asked for only then; None when that
+    cannot be said), only the articles whose fingerprint no stored row has are decoded
+    (``Catalogue.kept``/``gone``; see ``_changed_articles``). Every record carries its
+    article's fingerprint.
     """
     with _bad_payload_guard(call, body):
         return _catalogue(body, warehouse_code, call, unchanged_if, known)
@@ -136,7 +137,7 @@ def _catalogue(
     warehouse_code: str,
     call: str,
     unchanged_if: str | None = None,
-    known: Callable[[], KnownArticles] | None = None,
+    known: Callable[[], KnownArticles | None] | None = None,
 ) -> Catalogue:
     top = _envelope(body, call)
     meta = _decode_part(top, "meta", wire.CatalogueMeta)
@@ -152,8 +153,11 @@ def _catalogue(
             unchanged=True,
         )
     raws = None if articles is None else _raw_articles(articles)
+    held = None
     if raws is not None and known is not None and meta.total_articulos == len(raws):
-        changed = _changed_articles(raws, known())
+        held = known()
+    if raws is not None and held is not None:
+        changed = _changed_articles(raws, held)
         if changed is not None:
             changed_items, kept, gone, duplicates = changed
             return Catalogue(

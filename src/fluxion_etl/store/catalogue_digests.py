@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -42,6 +43,7 @@ class CatalogueDigest:
     digest: str
     articles: int  # distinct articles stored from it
     fetched: int  # rows in the payload, repeated skus included
+    run_id: int | None = None  # the run whose load wrote it (as read back)
 
 
 # The modules whose code decides what a catalogue's bytes end up as in the database.
@@ -88,12 +90,12 @@ def loaded_digests(conn: Connection, location_id: str) -> dict[str, CatalogueDig
     """The location's digests by warehouse code that count (see the module's docstring)."""
     c = catalogue_digests.c
     query = (
-        select(c.warehouse_code, c.digest, c.articles, c.fetched)
+        select(c.warehouse_code, c.digest, c.articles, c.fetched, c.run_id)
         .join(runs, runs.c.id == c.run_id)
         .where(c.location_id == location_id, runs.c.status.in_(FINISHED_WHOLE), _still_stored())
     )
     return {
-        row.warehouse_code: CatalogueDigest(row.digest, row.articles, row.fetched)
+        row.warehouse_code: CatalogueDigest(row.digest, row.articles, row.fetched, row.run_id)
         for row in conn.execute(query)
     }
 
@@ -106,23 +108,31 @@ def known_articles(conn: Connection, *, location_id: str, warehouse_code: str) -
         stored.location_id == location_id, stored.warehouse_code == warehouse_code
     )
     rows = conn.execute(query).all()
-    return KnownArticles(
-        by_fingerprint={fingerprint: sku for sku, fingerprint in rows if fingerprint is not None},
-        skus=frozenset(sku for sku, _ in rows),
-    )
+    by_fingerprint = {fingerprint: sku for sku, fingerprint in rows if fingerprint is not None}
+    if len(by_fingerprint) < sum(1 for _, fingerprint in rows if fingerprint is not None):
+        # Two rows with one fingerprint (a hand edit, or 2⁻⁶⁴ bad luck): neither says which
+        # article it holds, so their articles are decoded.
+        seen = Counter(fingerprint for _, fingerprint in rows if fingerprint is not None)
+        by_fingerprint = {f: sku for f, sku in by_fingerprint.items() if seen[f] == 1}
+    return KnownArticles(by_fingerprint=by_fingerprint, skus=frozenset(sku for sku, _ in rows))
 
 
-def confirm(conn: Connection, *, location_id: str, warehouse_code: str, digest: str) -> bool:
-    """In the load's transaction: does ``digest`` still count? Locks its row until the commit.
-    False when a load replaced or removed it, or rows were written, since it was read. The row
-    keeps the run that loaded it: that run wrote the products behind it."""
+def confirm(
+    conn: Connection, *, location_id: str, warehouse_code: str, digest: CatalogueDigest
+) -> bool:
+    """In the load's transaction: does ``digest`` (as ``loaded_digests`` read it) still count?
+    Locks its row until the commit. False when a load replaced or removed it, or rows were
+    written, since it was read: even a load of the same catalogue in between, which may have
+    left other articles in the meantime (its run differs). The row keeps the run that loaded
+    it: that run wrote the products behind it."""
     c = catalogue_digests.c
     lock = (
         update(catalogue_digests)
         .where(
             c.location_id == location_id,
             c.warehouse_code == warehouse_code,
-            c.digest == digest,
+            c.digest == digest.digest,
+            c.run_id == digest.run_id,
             _still_stored(),
         )
         .values(digest=c.digest)

@@ -73,16 +73,19 @@ def try_execute_run(rt: Runtime, run_id: int) -> RunStatus | None:
     )
     assert run.deadline_at is not None
     tune_allocator()
-    heart = _Heartbeat(rt, run_id)
+    heart = _Heartbeat(rt, run_id, log)
     heart.start()
     try:
-        statuses, products = _process_all(rt, run, locations, log=log, heart=heart)
+        try:
+            statuses, products = _process_all(rt, run, locations, log=log, heart=heart)
+        finally:
+            heart.stop()
+        if products:
+            with rt.engine.begin() as conn:
+                inventory_loader.upsert_products(conn, products.values(), rt.clock.now())
+        return _finish(rt, run, statuses, log, cancelled=heart.cancel_requested)
     finally:
-        heart.stop()
-    if products:
-        with rt.engine.begin() as conn:
-            inventory_loader.upsert_products(conn, products.values(), rt.clock.now())
-    return _finish(rt, run, statuses, log, cancelled=heart.cancel_requested)
+        log.flush()
 
 
 def _claim(rt: Runtime, run_id: int) -> RunRow | None:
@@ -434,8 +437,8 @@ def _short(exc: BaseException) -> str:
 class _Heartbeat:
     """Renews the run's heartbeat and leases; notices cancellation requests."""
 
-    def __init__(self, rt: Runtime, run_id: int) -> None:
-        self._rt, self._run_id = rt, run_id
+    def __init__(self, rt: Runtime, run_id: int, log: RunLog) -> None:
+        self._rt, self._run_id, self._log = rt, run_id, log
         self._stop = threading.Event()
         self.cancel_requested = False
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
@@ -464,3 +467,4 @@ class _Heartbeat:
                 leases.renew(conn, run_id=self._run_id, owner=rt.owner, now=now, ttl=ttl)
         except SQLAlchemyError:
             pass  # a missed beat is survivable; the TTL is several beats long
+        self._log.flush()  # lines of a quiet stretch (a slow KLK call) reach the database too

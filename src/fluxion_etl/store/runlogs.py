@@ -7,7 +7,7 @@ run cannot fill the database. The caller owns the transaction and passes ``now``
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +37,15 @@ class PurgeResult:
     payloads: int
 
 
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    at: datetime
+    level: str
+    event: str
+    location_id: str | None = None
+    fields: Mapping[str, Any] | None = None
+
+
 def append_log(
     conn: Connection,
     run_id: int,
@@ -53,25 +62,37 @@ def append_log(
     The first line over the limit is replaced by one marker line saying lines were dropped, so a
     reader knows the log is incomplete (stdout still has every line).
     """
+    line = LogLine(at=now, level=level, event=event, location_id=location_id, fields=fields)
+    return append_logs(conn, run_id, [line], max_lines=max_lines) == 1
+
+
+def append_logs(conn: Connection, run_id: int, lines: Sequence[LogLine], *, max_lines: int) -> int:
+    """Keep several log lines in order in two statements, within the limit of ``append_log``;
+    returns how many were kept (the marker line not counted)."""
+    if not lines:
+        return 0
     count = conn.execute(
         select(func.count()).select_from(run_logs).where(run_logs.c.run_id == run_id)
     ).scalar_one()
-    if count > max_lines:
-        return False
-    if count == max_lines:
-        level, location_id, fields = "warning", None, None
-        event = f"log limit of {max_lines} lines reached: later lines of this run are dropped"
-    conn.execute(
-        insert(run_logs).values(
-            run_id=run_id,
-            at=now,
-            level=level,
-            location_id=location_id,
-            event=event,
-            fields=_jsonable(fields),
-        )
-    )
-    return count < max_lines
+    room = max(max_lines - count, 0)
+    rows = [_row(run_id, line) for line in lines[:room]]
+    if len(lines) > room and count <= max_lines:
+        marker = f"log limit of {max_lines} lines reached: later lines of this run are dropped"
+        rows.append(_row(run_id, LogLine(at=lines[room].at, level="warning", event=marker)))
+    if rows:
+        conn.execute(insert(run_logs), rows)
+    return min(room, len(lines))
+
+
+def _row(run_id: int, line: LogLine) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "at": line.at,
+        "level": line.level,
+        "location_id": line.location_id,
+        "event": line.event,
+        "fields": _jsonable(line.fields),
+    }
 
 
 def _jsonable(fields: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -58,7 +58,7 @@ def test_a_served_worker_runs_the_set_steps_nicer_than_serve_and_its_run_once(
         finally:
             service.stop(grace=60)  # waits for the worker process to exit, then reaps it
 
-        assert worker_nice == os.getpriority(os.PRIO_PROCESS, 0) + steps
+        assert worker_nice == min(os.getpriority(os.PRIO_PROCESS, 0) + steps, 19)  # 19: lowest
         assert run_row(engine, run_id).status == RunStatus.SUCCEEDED
         with engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(schema.runs)) == 1

@@ -363,6 +363,7 @@ WRONG_SETTINGS: dict[str, list[str]] = {
     "run_log_retention_days": ["0"],
     "metrics_token": ["", "short-token"],
     "launcher": ["lambda"],
+    "subprocess_worker_nice": ["-1", "20", "low"],
     "scheduler": ["cron"],
     "log_format": ["xml"],
     "session_secret": ["", "too-short"],

@@ -14,11 +14,13 @@ import typer
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, insert, inspect, select, text
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 import fluxion_etl
 from fluxion_etl.cli import db as db_cli
 from fluxion_etl.errors import SchemaNotReadyError
+from fluxion_etl.store import db as db_module
 from fluxion_etl.store.db import (
     MIGRATIONS_DIR,
     check_schema,
@@ -257,3 +259,56 @@ def test_cli_db_upgrade_then_current(db_url: str, monkeypatch: pytest.MonkeyPatc
 
     after = runner.invoke(_cli(), ["db", "current"])
     assert "up to date" in after.output
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(pg_url: str, pid: int) -> None:
+    admin = create_db_engine(pg_url)
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    finally:
+        admin.dispose()
+    time.sleep(0.2)  # the backend exits
+
+
+def test_postgres_connection_idle_past_the_threshold_is_pinged_and_replaced_if_gone(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted server or an idle timeout closes pooled connections: one that sat in the pool
+    longer than ``PING_AFTER_IDLE_S`` is checked before it is handed out."""
+    engine = create_db_engine(pg_url, pool_size=1)
+    try:
+        first = _backend_pid(engine)
+        _terminate(pg_url, first)
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)
+
+        second = _backend_pid(engine)  # would raise without the ping
+
+        assert second != first
+    finally:
+        engine.dispose()
+
+
+def test_postgres_connection_back_a_moment_ago_is_not_pinged(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The price of skipping the round trip: a connection closed within the threshold fails its
+    first statement; SQLAlchemy then drops it, and the next checkout opens a new one."""
+    engine = create_db_engine(pg_url, pool_size=1)
+    try:
+        first = _backend_pid(engine)
+        _terminate(pg_url, first)
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 3600.0)
+
+        with pytest.raises(OperationalError):
+            _backend_pid(engine)
+        second = _backend_pid(engine)
+
+        assert second != first
+    finally:
+        engine.dispose()

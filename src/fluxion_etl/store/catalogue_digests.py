@@ -27,11 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib.metadata import version
+from typing import cast
 
+import psycopg
 from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from fluxion_etl.domain.records import KnownArticles
 from fluxion_etl.domain.states import RunStatus
+from fluxion_etl.store.bulk import is_postgres
 from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.schema import catalogue_digests, inventory_current, runs
 
@@ -103,18 +107,42 @@ def loaded_digests(conn: Connection, location_id: str) -> dict[str, CatalogueDig
 def known_articles(conn: Connection, *, location_id: str, warehouse_code: str) -> KnownArticles:
     """What the warehouse holds, for decoding only the changed articles of its next catalogue:
     trusted as far as its digest from ``loaded_digests`` is (the same writers stamp both)."""
-    stored = inventory_current.c
-    query = select(stored.sku, stored.fingerprint).where(
-        stored.location_id == location_id, stored.warehouse_code == warehouse_code
-    )
-    rows = conn.execute(query).all()
-    by_fingerprint = {fingerprint: sku for sku, fingerprint in rows if fingerprint is not None}
-    if len(by_fingerprint) < sum(1 for _, fingerprint in rows if fingerprint is not None):
+    skus, fingerprints = _stored_articles(conn, location_id, warehouse_code)
+    with_none = dict(zip(fingerprints, skus, strict=True))
+    with_none.pop(None, None)
+    by_fingerprint = cast(dict[int, str], with_none)
+    if len(by_fingerprint) < len(fingerprints) - fingerprints.count(None):
         # Two rows with one fingerprint (a hand edit, or 2⁻⁶⁴ bad luck): neither says which
         # article it holds, so their articles are decoded.
-        seen = Counter(fingerprint for _, fingerprint in rows if fingerprint is not None)
+        seen = Counter(fingerprints)
         by_fingerprint = {f: sku for f, sku in by_fingerprint.items() if seen[f] == 1}
-    return KnownArticles(by_fingerprint=by_fingerprint, skus=frozenset(sku for sku, _ in rows))
+    return KnownArticles(by_fingerprint=by_fingerprint, skus=frozenset(skus))
+
+
+def _stored_articles(
+    conn: Connection, location_id: str, warehouse_code: str
+) -> tuple[list[str], list[int | None]]:
+    """(skus, fingerprints) of the warehouse's rows, in the same order. On PostgreSQL as two
+    arrays in one binary row: 15,000 rows come back in about half the time, and a changed
+    catalogue of every store is read each cycle while they sell."""
+    if not is_postgres(conn):
+        stored = inventory_current.c
+        query = select(stored.sku, stored.fingerprint).where(
+            stored.location_id == location_id, stored.warehouse_code == warehouse_code
+        )
+        rows = conn.execute(query).all()
+        return [sku for sku, _ in rows], [fingerprint for _, fingerprint in rows]
+    sql = (
+        "SELECT array_agg(sku), array_agg(fingerprint) FROM inventory_current "
+        "WHERE location_id = %s AND warehouse_code = %s"
+    )
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            skus, fingerprints = cursor.execute(sql, (location_id, warehouse_code)).fetchone()
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+    return skus or [], fingerprints or []
 
 
 def confirm(

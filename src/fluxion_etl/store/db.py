@@ -7,12 +7,17 @@ control from the driver and open every transaction with ``BEGIN IMMEDIATE`` inst
 on the busy timeout rather than fail. Read-only callers (the dashboard) can use
 ``read_only_engine(engine)`` to start with a plain deferred ``BEGIN`` and so never wait for a load.
 
-PostgreSQL runs through psycopg 3 with a bounded, pre-pinged pool and server-side timeouts, so a
-stuck statement or an abandoned transaction cannot pin connections forever.
+PostgreSQL runs through psycopg 3 with a bounded pool and server-side timeouts, so a stuck
+statement or an abandoned transaction cannot pin connections forever. A connection that sat in
+the pool for more than ``PING_AFTER_IDLE_S`` is pinged before it is handed out (a restarted
+server or an idle timeout closed it meanwhile); one back within that time is not: a cycle takes
+and returns connections thousands of times, a round trip each. A connection that fails anyway is
+invalidated by SQLAlchemy when its error says so, and the next checkout opens a new one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +29,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from fluxion_etl.errors import SchemaNotReadyError
 
@@ -37,6 +44,9 @@ PG_LOCK_TIMEOUT_MS = 60 * 1000
 PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
 # Arbitrary constant key ("fluxmigr") for the advisory lock that serialises concurrent upgrades.
 MIGRATION_LOCK_KEY = 0x666C75786D696772
+
+PING_AFTER_IDLE_S = 2.0
+_RETURNED_AT = "fluxion_returned_at"  # in a pool entry's ``info``: when it was last checked in
 
 # Execution option: a transaction that only reads (SQLite: plain deferred BEGIN).
 READ_ONLY_OPTION = "fluxion_read_only"
@@ -101,12 +111,11 @@ def _postgres_engine(url: str, *, pool_size: int) -> Engine:
         # skewed by location and grows fast, so every execution is planned for its values.
         "-c plan_cache_mode=force_custom_plan"
     )
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,  # bounded: at most 2 x pool_size connections per process
         pool_timeout=30,
-        pool_pre_ping=True,
         pool_recycle=30 * 60,
         connect_args={
             "connect_timeout": PG_CONNECT_TIMEOUT_S,
@@ -114,6 +123,28 @@ def _postgres_engine(url: str, *, pool_size: int) -> Engine:
             "options": options,
         },
     )
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, for connections that were idle for more than ``PING_AFTER_IDLE_S``."""
+
+    @event.listens_for(engine, "checkin")
+    def returned(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def taken(dbapi_connection: Any, entry: ConnectionPoolEntry, _: PoolProxiedConnection) -> None:
+        returned_at = entry.info.pop(_RETURNED_AT, None)
+        if returned_at is None or time.monotonic() - returned_at <= PING_AFTER_IDLE_S:
+            return  # just opened, or back a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("idle connection is gone")
 
 
 # --- schema lifecycle -----------------------------------------------------------------------------

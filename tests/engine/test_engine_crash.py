@@ -107,7 +107,7 @@ def test_kill_9_leaves_each_location_old_or_new_and_the_next_run_completes(
         b = cli.run("run", "sales", FLUXION_CRASH_AT=f"loading:{K}")
         run_b = latest_run(chain.engine)
         sales_after_b = _sales(chain)
-        busy = chain.run(Job.INVENTORY, locations=(J,), rt=rt)
+        busy = chain.run(Job.SALES, locations=(K,), rt=rt)
         held_leases = (_lease_run(chain, "inventory", J), _lease_run(chain, "sales", K))
 
         chain.clock.advance(seconds=LEASE_TTL + 1)
@@ -142,10 +142,11 @@ def test_kill_9_leaves_each_location_old_or_new_and_the_next_run_completes(
     for loc in ("tienda_01", J):
         assert run_b.items[loc].status is ItemStatus.SUCCEEDED
         assert sales_after_b[loc] != old_sales[loc]
-    # A dead run's live lease keeps others out until it expires.
-    assert busy.items[J].status is ItemStatus.SKIPPED_BUSY
-    assert busy.items[J].error_message == f"busy: run {run_a.run.id} holds this location"
-    assert held_leases == (run_a.run.id, run_b.run.id)
+    # A location's lease is freed with its load (J's, committed before A died); a dead run's
+    # live lease (K's, mid-load in B) keeps others out until it expires.
+    assert busy.items[K].status is ItemStatus.SKIPPED_BUSY
+    assert busy.items[K].error_message == f"busy: run {run_b.run.id} holds this location"
+    assert held_leases == (None, run_b.run.id)
     # C: the dead runs are abandoned (their finished items kept), the windows completed.
     assert c.returncode == 0, str(c)
     for dead, unfinished in zip(abandoned, ((K, "cedi_caracas"), (K,)), strict=True):

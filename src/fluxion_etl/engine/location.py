@@ -25,6 +25,8 @@ class LocationContext:
     log: RunLog
     deadline_at: datetime
     params: dict[str, object]
+    # ``commit_success`` released the lease in the load's transaction (it holds once that commits).
+    released_with_load: bool = False
 
     @property
     def lease_ttl(self) -> timedelta:
@@ -68,7 +70,8 @@ class LocationContext:
     def commit_success(
         self, conn: Connection, result: LocationResult, *, watermark: datetime | None = None
     ) -> None:
-        """In the load transaction: the item's counters and sync state commit with the rows."""
+        """In the load transaction: the item's counters and sync state commit with the rows, and
+        the lease is freed with them (one transaction a location fewer)."""
         now = self.rt.clock.now()
         ledger.finish_item(
             conn,
@@ -91,4 +94,6 @@ class LocationContext:
             now=now,
             watermark=watermark,
         )
+        leases.release(conn, job=self.job.value, location_id=self.location.id, run_id=self.run_id)
+        self.released_with_load = True
         crash_point("loading", self.location.id)

@@ -164,9 +164,11 @@ def _process_location_bound(
     if skipped is not None:
         return skipped, []
     loc = ctx.location
+    committed = False
     try:
         ctx.log.info("location started", loc.id)
         products = _run_pipeline(ctx, run)
+        committed = ctx.released_with_load  # its load committed, the lease's release with it
         crash_point("committed", loc.id)
         return ItemStatus.SUCCEEDED, products
     except LocationFailure as failure:
@@ -181,7 +183,8 @@ def _process_location_bound(
         _record_failure(ctx, LocationFailure(None, ErrorPhase.LOAD, message))
         return ItemStatus.FAILED, []
     finally:
-        _release_quietly(ctx)
+        if not committed:
+            _release_quietly(ctx)
 
 
 def _begin_location(ctx: LocationContext, run: RunRow) -> ItemStatus | None:

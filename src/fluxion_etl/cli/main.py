@@ -7,13 +7,40 @@ from __future__ import annotations
 
 import importlib
 import sys
-from functools import cache
+from collections.abc import Sequence
 
 import typer
 
 from fluxion_etl.errors import BadInputError, ConfigError, FluxionError, SchemaNotReadyError
 
 COMMAND_MODULES = ("sim", "db", "run", "service", "schedules", "ops", "gaps", "aws", "soak")
+
+MODULES_OF_COMMAND: dict[str, tuple[str, ...]] = {
+    "version": (),
+    "klk-sim": ("sim",),
+    "db": ("db",),
+    "run": ("run",),
+    "runs": ("run", "ops"),  # ops adds ``runs logs`` and ``runs cancel``
+    "locations": ("run",),
+    "worker": ("service",),
+    "serve": ("service",),
+    "demo": ("service",),
+    "schedules": ("schedules",),
+    "fires": ("schedules",),
+    "export": ("schedules",),
+    "token": ("ops",),
+    "freshness": ("ops",),
+    "gaps": ("gaps",),
+    "alerts": ("gaps",),
+    "cost": ("aws",),
+    "soak": ("soak",),
+}
+"""The command modules each top-level command needs; ``main`` imports only those. A ``worker``
+process (a burst of API calls starts several at once, on the cores that answer the calls) needs
+only ``service``: importing every module too cost it about 0.13 s more CPU, mostly the KLK
+simulator's (``klk-sim`` needs it). tests/cli/test_worker_startup.py keeps this table true."""
+
+_registered: list[str] = []  # the modules added to ``app`` in this process, in order
 
 app = typer.Typer(
     name="fluxion-etl",
@@ -24,6 +51,13 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def root() -> None:
+    # A Typer app of one command runs that command as the root; ``version`` may be all ``main``
+    # registers, and must still be a command of the group.
+    pass
+
+
 @app.command()
 def version() -> None:
     """Print the installed version."""
@@ -32,10 +66,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@cache
-def _register() -> None:
-    """Add the command modules to ``app``, once however often ``main`` runs in one process."""
+def _register(names: Sequence[str] = COMMAND_MODULES) -> None:
+    """Add the command modules ``names`` to ``app``, each once however often ``main`` runs in one
+    process."""
     for name in COMMAND_MODULES:
+        if name not in names or name in _registered:
+            continue
+        _registered.append(name)
         try:
             module = importlib.import_module(f"fluxion_etl.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -50,8 +87,18 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def modules_for(args: Sequence[str]) -> tuple[str, ...]:
+    """The modules that register the command ``args`` names; every module when it names none (no
+    arguments, the root's ``--help``, an unknown command), so that the root's help and its
+    errors list every command. The root takes no option but ``--help``, so a command's name
+    can only be the first argument."""
+    if not args:
+        return COMMAND_MODULES
+    return MODULES_OF_COMMAND.get(args[0], COMMAND_MODULES)
+
+
 def main() -> None:
-    _register()
+    _register(modules_for(sys.argv[1:]))
     try:
         app(standalone_mode=True)
     except (ConfigError, BadInputError) as exc:

@@ -3,7 +3,8 @@
 A ``worker`` process starts for every run the subprocess launcher hands off, several at once
 under a burst of API calls, on the cores that answer those calls; each module it imports costs
 CPU there. The other commands' modules (the KLK simulator above all) stay out of it, and every
-command still gets from its modules exactly what registering all of them gives it.
+command still gets from its modules exactly what registering all of them gives it. What the
+imports made is frozen, out of the garbage collector's walks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ops_support import TODAY, local, run_row, simulated_chain
@@ -33,12 +35,16 @@ NOT_FOR_A_WORKER = (
 """What a worker imported before it imported only its own command module (the simulator alone
 cost it about 0.1 s of CPU)."""
 
-# Runs ``fluxion-etl ARGS`` as ``python -m fluxion_etl`` does; on exit, writes the names of the
-# modules the process imported to the file named by the first argument.
+# Runs ``fluxion-etl ARGS`` as ``python -m fluxion_etl`` does; on exit, writes to the file named
+# by the first argument the modules the process imported and the state of its garbage collector.
 RECORDING_ENTRY = """
-import atexit, json, runpy, sys
+import atexit, gc, json, runpy, sys
 out = sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+def record():
+    state = {"modules": sorted(sys.modules), "frozen": gc.get_freeze_count(),
+             "collecting": gc.isenabled()}
+    open(out, "w").write(json.dumps(state))
+atexit.register(record)
 sys.argv[0] = "fluxion-etl"
 runpy.run_module("fluxion_etl", run_name="__main__")
 """
@@ -81,29 +87,21 @@ def test_a_worker_process_executes_its_run_without_the_other_commands_modules(
         run_id = submit(
             engine, request, config=chain.config, settings=chain.settings, clock=chain.clock
         ).run_id
-        imported = tmp_path / "modules.json"
-        worker = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                RECORDING_ENTRY,
-                str(imported),
-                "worker",
-                "--run-id",
-                str(run_id),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        worker, state = _recorded(tmp_path, env, "worker", "--run-id", str(run_id))
 
     assert (worker.returncode, worker.stdout) == (0, f"run {run_id}: succeeded\n"), worker.stderr
     assert run_row(engine, run_id).status == RunStatus.SUCCEEDED
-    modules = json.loads(imported.read_text("utf-8"))
+    modules = state["modules"]
     assert "fluxion_etl.engine.runner" in modules  # the record is of the worker's process
     assert [m for m in modules if m.startswith(NOT_FOR_A_WORKER)] == []
+
+
+def test_a_process_freezes_what_its_imports_made_and_goes_on_collecting(tmp_path: Path) -> None:
+    version, state = _recorded(tmp_path, dict(os.environ), "version")
+
+    assert version.returncode == 0, version.stderr
+    assert state["frozen"] > 10_000  # the modules' objects: out of every collection
+    assert state["collecting"] is True  # what the command makes is collected as usual
 
 
 def test_every_command_gets_from_its_own_modules_what_all_modules_give_it() -> None:
@@ -117,6 +115,22 @@ def test_every_command_gets_from_its_own_modules_what_all_modules_give_it() -> N
 
     assert sorted(MODULES_OF_COMMAND) == sorted(every)
     assert alone == every
+
+
+def _recorded(
+    tmp_path: Path, env: dict[str, str], *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``fluxion-etl ARGS`` in a process of its own, and what ``RECORDING_ENTRY`` recorded."""
+    record = tmp_path / "process.json"
+    done = subprocess.run(
+        [sys.executable, "-c", RECORDING_ENTRY, str(record), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done, dict(json.loads(record.read_text("utf-8")))
 
 
 def _command_trees(*names: str) -> dict[str, object]:

@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 a run ended partial or failed; 2 bad input or configura
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -97,8 +98,27 @@ def modules_for(args: Sequence[str]) -> tuple[str, ...]:
     return MODULES_OF_COMMAND.get(args[0], COMMAND_MODULES)
 
 
+def _register_frozen(names: Sequence[str]) -> None:
+    """``_register`` with the collector paused, then its objects frozen (``gc.freeze``).
+
+    The imports make some 150,000 objects that live as long as the process (modules, classes,
+    functions) and almost no garbage. Collected as usual, they set off collections that walk
+    them again and again, and the interpreter's last collection at exit walks them all once more:
+    about 0.2 s of CPU in a ``worker`` process that executed a small run (0.84 against 0.63 s).
+    Frozen, no collection walks them; what the command makes afterwards is collected as usual.
+    ``serve`` freezes once more before it starts its threads (``cli.service.start_frozen``)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _register(names)
+        gc.freeze()
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def main() -> None:
-    _register(modules_for(sys.argv[1:]))
+    _register_frozen(modules_for(sys.argv[1:]))
     try:
         app(standalone_mode=True)
     except (ConfigError, BadInputError) as exc:

@@ -99,7 +99,7 @@ def demo(
 def run_http(
     service: Service, host: str, port: int, on_ready: Callable[[str], None] | None = None
 ) -> None:
-    """Serve until SIGINT/SIGTERM (``demo``: its service started, its heap not frozen)."""
+    """Serve until SIGINT/SIGTERM (``demo``: its service started, only its imports frozen)."""
     bind_http(service, host, port).run(on_ready)
 
 

@@ -30,7 +30,7 @@ from importlib.metadata import version
 from typing import cast
 
 import psycopg
-from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, select, true, update
 from sqlalchemy.exc import DBAPIError
 
 from fluxion_etl.domain.records import KnownArticles
@@ -80,14 +80,19 @@ def code_version() -> str:
 
 def _still_stored() -> ColumnElement[bool]:
     """This code's digest, and the warehouse holds as many articles as its load left, none
-    written after it."""
+    written after it: one pass over the warehouse's rows (the count and the latest write)."""
     c, stored = catalogue_digests.c, inventory_current.c
-    same_warehouse = and_(
-        stored.location_id == c.location_id, stored.warehouse_code == c.warehouse_code
+    fits = (
+        select(
+            and_(
+                func.count() == c.articles,
+                func.coalesce(func.max(stored.updated_at) <= c.loaded_at, true()),
+            )
+        )
+        .where(stored.location_id == c.location_id, stored.warehouse_code == c.warehouse_code)
+        .scalar_subquery()
     )
-    count = select(func.count()).where(same_warehouse).scalar_subquery()
-    written_since = exists().where(same_warehouse, stored.updated_at > c.loaded_at)
-    return and_(c.code_version == code_version(), c.articles == count, ~written_since)
+    return and_(c.code_version == code_version(), fits)
 
 
 def loaded_digests(conn: Connection, location_id: str) -> dict[str, CatalogueDigest]:

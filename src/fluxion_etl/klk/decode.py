@@ -150,7 +150,7 @@ def _catalogue(
     generated_at = _generated_at(meta.fecha_generacion, None)
     articles = top.get("articulos")
     raws = None if articles is None else _raw_articles(articles)
-    # Not a list of objects: no digest, and the whole decode below says what is wrong.
+    # Not a JSON array: no digest, and the whole decode below says what is wrong.
     prints = None if raws is None else article_prints(raws)
     digest = None if prints is None else catalogue_digest(prints, meta.total_articulos)
     if digest is not None and digest == unchanged_if:
@@ -198,7 +198,7 @@ def _catalogue(
 
 
 def _raw_articles(articles: msgspec.Raw) -> list[msgspec.Raw] | None:
-    """Each article's bytes, or None when the list is not a list of objects (the typed decode
+    """Each article's bytes, or None when ``articulos`` is not a JSON array (the typed decode
     then says what is wrong)."""
     try:
         return cast(list[msgspec.Raw], _decoder(list[msgspec.Raw]).decode(articles))

@@ -113,7 +113,11 @@ def test_service_benchmark_finds_one_run_per_idempotency_key() -> None:
     )
 
     assert sum(report.answers.statuses.values()) == 16
-    assert report.runs_created == 3
+    assert set(report.answers.statuses) <= {200, 202, 409}
+    # At most one run per key: a key whose first call finds tienda_01 held by another key's run
+    # is answered 409 instead, so how many keys get one depends on how the calls interleave.
+    assert 1 <= report.runs_created <= 3
+    assert all(len(ids) == 1 for ids in report.answers.run_ids.values())
     assert report.duplicates == 0
     assert report.idle_cpu is not None
     assert "duplicate runs" in report.markdown()

@@ -132,18 +132,23 @@ def wait_finished(client: TestClient, produced: Produced, auth: dict[str, str], 
 
 
 def wait_scheduler_settled(client: TestClient, produced: Produced, auth: dict[str, str]) -> None:
-    """The embedded scheduler's first tick (within a second of the start) fires what is due, on
-    a fresh database an inventory run at once, whose leases the test's own first run would meet:
-    wait until that run, if any, has finished."""
-    started, deadline = time.monotonic(), time.monotonic() + 60
+    """The embedded scheduler's next tick (within a second) fires what is due: on a fresh
+    database an inventory run at once, after a clock jump the inventory and the sales schedule,
+    one after the other; the test's own runs would meet their leases. Wait until every run has
+    finished and no new one has appeared for longer than a tick (a fast-failing inventory run
+    can finish before the same tick fires the sales schedule)."""
+    deadline, quiet_for = time.monotonic() + 60, 1.5
+    seen: set[int] = set()
+    settled_since = time.monotonic()
     while time.monotonic() < deadline:
         runs = produced.record(client.get("/api/etl/runs?limit=50", headers=auth)).json()["runs"]
-        if runs and all(run["status"] in FINISHED for run in runs):
+        ids = {run["id"] for run in runs}
+        if ids != seen or not all(run["status"] in FINISHED for run in runs):
+            seen, settled_since = ids, time.monotonic()
+        elif time.monotonic() - settled_since > quiet_for:
             return
-        if not runs and time.monotonic() - started > 3:
-            return  # nothing was due
         time.sleep(0.05)
-    raise AssertionError("the scheduler's first runs did not finish")
+    raise AssertionError("the scheduler's runs did not settle")
 
 
 def sync_both(client: TestClient, produced: Produced, auth: dict[str, str]) -> list[str]:

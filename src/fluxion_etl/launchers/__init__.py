@@ -65,3 +65,13 @@ def fail_unlaunched(
             error_message=reason[:2000],
         )
     return reason
+
+
+def launch_or_fail(launcher: Launcher, engine: Engine, run_id: int, *, now: datetime) -> str | None:
+    """Hand ``run_id`` to ``launcher``; when it cannot, fail the run (``fail_unlaunched``) and
+    return the reason recorded. None when the run was handed off."""
+    try:
+        launcher.launch(run_id)
+    except LaunchError as exc:
+        return fail_unlaunched(engine, run_id, launcher=launcher.name, error=exc, now=now)
+    return None

@@ -16,7 +16,7 @@ from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.trigger import start_run
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.errors import BadInputError
-from fluxion_etl.launchers import LaunchError, fail_unlaunched
+from fluxion_etl.launchers import launch_or_fail
 from fluxion_etl.store import audit
 from fluxion_etl.web.auth import WebUser
 from fluxion_etl.web.i18n import Message
@@ -72,13 +72,4 @@ def start(
 def launch(services: ServiceContext, run_id: int) -> None:
     """Hand a queued run to the launcher; a failed hand-off fails the run (category ``launch``),
     as the API does, so it never waits queued for nobody."""
-    try:
-        services.launcher.launch(run_id)
-    except LaunchError as exc:
-        fail_unlaunched(
-            services.engine,
-            run_id,
-            launcher=services.launcher.name,
-            error=exc,
-            now=services.clock.now(),
-        )
+    launch_or_fail(services.launcher, services.engine, run_id, now=services.clock.now())

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi import status as http
 from pydantic import BaseModel, ConfigDict, Field
 
+from fluxion_etl import launchers
 from fluxion_etl.api.context import ServiceContext
 from fluxion_etl.api.deps import Reader, Services, Triggerer
 from fluxion_etl.api.schemas import ErrorAnswer
 from fluxion_etl.errors import BadInputError
-from fluxion_etl.launchers import LaunchError, fail_unlaunched
 from fluxion_etl.ops import gaps as ops_gaps
 from fluxion_etl.ops.recover import RecoveryRun, recover_gaps
 from fluxion_etl.store import audit
@@ -185,17 +185,11 @@ def recover(
 
 def launch_or_fail(services: ServiceContext, run_id: int) -> None:
     """Hand a run to the launcher; a failed hand-off fails the run (category launch)."""
-    try:
-        services.launcher.launch(run_id)
-    except LaunchError as exc:
-        fail_unlaunched(
-            services.engine,
-            run_id,
-            launcher=services.launcher.name,
-            error=exc,
-            now=services.clock.now(),
-        )
-        log.error("launch failed", run_id=run_id, reason=str(exc))
+    reason = launchers.launch_or_fail(
+        services.launcher, services.engine, run_id, now=services.clock.now()
+    )
+    if reason is not None:
+        log.error("launch failed", run_id=run_id, reason=reason)
 
 
 def _renamed(call: Callable[[], T], fields: dict[str, str]) -> T:

@@ -481,20 +481,8 @@ def _remove_named(conn: Connection, gone: Sequence[str], params: dict[str, Any])
     """Remove the stored articles ``gone`` with their history; returns how many were removed.
     Used when only part of the catalogue was staged, so the stage cannot say what is gone."""
     if is_postgres(conn):
-        sql = f"""
-            WITH gone AS (
-                DELETE FROM inventory_current AS c
-                WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
-                  AND c.sku = ANY(CAST(:gone AS VARCHAR[]))
-                RETURNING c.sku, c.stock, c.price_usd
-            )
-            INSERT INTO inventory_history
-                (location_id, warehouse_code, sku, change, old_stock, new_stock, price_usd,
-                 changed_at, run_id)
-            SELECT {LOC}, {WH}, sku, 'disappeared', stock, NULL, price_usd, :now, {RUN}
-            FROM gone ORDER BY sku
-        """  # noqa: S608 - identifiers are our own constants; values are bound
-        return int(conn.execute(_typed(sql), {**params, "gone": list(gone)}).rowcount)
+        named = _remove_postgres("c.sku = ANY(CAST(:gone AS VARCHAR[]))")
+        return int(conn.execute(named, {**params, "gone": list(gone)}).rowcount)
     each = [{**params, "sku": sku} for sku in sorted(gone)]
     history = _typed(
         f"""
@@ -516,12 +504,20 @@ def _remove_named(conn: Connection, gone: Sequence[str], params: dict[str, Any])
 
 
 def _remove_disappeared_postgres() -> TextClause:
+    return _remove_postgres(
+        f"NOT EXISTS (SELECT 1 FROM {INVENTORY_STAGE} AS s WHERE s.sku = c.sku)"  # noqa: S608 - our own constant
+    )
+
+
+def _remove_postgres(which: str) -> TextClause:
+    """Remove the warehouse's stored articles ``which`` says (a condition on ``c``) and write
+    their ``disappeared`` history: one statement, a row each."""
     return _typed(
         f"""
         WITH gone AS (
             DELETE FROM inventory_current AS c
             WHERE c.location_id = :location_id AND c.warehouse_code = :warehouse_code
-              AND NOT EXISTS (SELECT 1 FROM {INVENTORY_STAGE} AS s WHERE s.sku = c.sku)
+              AND {which}
             RETURNING c.sku, c.stock, c.price_usd
         )
         INSERT INTO inventory_history

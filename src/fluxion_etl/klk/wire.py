@@ -54,6 +54,15 @@ class Wire(msgspec.Struct, kw_only=True, gc=False):
     """Base of the wire structs: unknown keys are ignored (deployments add fields)."""
 
 
+class CatalogueEnvelope(Wire, kw_only=True):
+    """A catalogue body read in one pass: ``meta`` left undecoded and each article's bytes.
+    Empty ``Raw`` for a key that is missing; ``articulos`` None for a missing key or ``null``."""
+
+    meta: msgspec.Raw = msgspec.Raw()
+    articulos: list[msgspec.Raw] | None = None
+    error: msgspec.Raw = msgspec.Raw()
+
+
 class CatalogueMeta(Wire, kw_only=True):
     total_articulos: int
     fecha_generacion: str | None = None

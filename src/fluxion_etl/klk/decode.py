@@ -204,21 +204,16 @@ def _catalogue_envelope(
         envelope = _decoder(wire.CatalogueEnvelope).decode(_without_bom(body))
     except (msgspec.ValidationError, msgspec.DecodeError):
         envelope = None
-    if (
-        envelope is not None
-        and envelope.meta
-        and envelope.articulos is not None
-        and not (envelope.error)
-    ):
-        try:
-            meta = _decoder(wire.CatalogueMeta).decode(envelope.meta)
-        except msgspec.ValidationError as exc:
-            raise _located(exc, "$.meta") from None
-        return None, meta, envelope.articulos
-    top = _envelope(body, call)
-    meta = _decode_part(top, "meta", wire.CatalogueMeta)
-    articles = top.get("articulos")
-    return top, meta, None if articles is None else _raw_articles(articles)
+    if envelope is None or envelope.articulos is None or not envelope.meta or envelope.error:
+        top = _envelope(body, call)
+        meta = _decode_part(top, "meta", wire.CatalogueMeta)
+        articles = top.get("articulos")
+        return top, meta, None if articles is None else _raw_articles(articles)
+    try:
+        meta = _decoder(wire.CatalogueMeta).decode(envelope.meta)
+    except msgspec.ValidationError as exc:
+        raise _located(exc, "$.meta") from None
+    return None, meta, envelope.articulos
 
 
 def _all_articles(

@@ -5,6 +5,7 @@ other shape must fail exactly as the general way says."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -31,15 +32,39 @@ def _general(body: bytes) -> tuple[wire.CatalogueMeta, list[wire.Article]]:
 
 def test_one_pass_and_the_general_way_read_the_same_articles() -> None:
     body = catalogue_body([article(f"{n:06d}", stock=n) for n in range(1, 40)])
-    top, meta, raws = decode._catalogue_envelope(body, "articulos/almacen")
+    envelope = decode._one_pass_envelope(body)
 
-    assert top is None  # the usual shape: one pass
+    assert envelope is not None  # the usual shape: one pass
+    assert envelope.articulos is not None
     general = decode._raw_articles(decode._envelope(body, "x")["articulos"])
-    assert raws is not None
     assert general is not None
-    assert [bytes(r) for r in raws] == [bytes(r) for r in general]
-    assert meta == _general(body)[0]
-    assert decode._all_articles(None, raws) == _general(body)[1]
+    assert [bytes(r) for r in envelope.articulos] == [bytes(r) for r in general]
+    assert decode._one_pass_meta(envelope) == _general(body)[0]
+    assert decode._joined_articles(envelope.articulos) == _general(body)[1]
+
+
+def test_a_body_with_another_top_level_key_is_read_the_general_way() -> None:
+    odd = b'{"extra": 1, ' + catalogue_body(ARTICLES)[1:]
+
+    assert decode._one_pass_envelope(odd) is None
+    assert decode._one_pass_envelope(catalogue_body(ARTICLES)) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"\xff": 0, ' + catalogue_body(ARTICLES)[1:],
+        catalogue_body(ARTICLES)[:-1] + b', "\xc0\xaf": 0}',
+    ],
+    ids=["first", "last"],
+)
+def test_a_top_level_key_that_is_not_utf8_fails_the_body(body: bytes) -> None:
+    """The one pass skips nothing unchecked: such a key fails as in any other call's body."""
+
+    with pytest.raises(KlkBadPayloadError, match="not UTF-8"):
+        decode_catalogue(body, warehouse_code="APP-TPF")
+    with pytest.raises(KlkBadPayloadError, match="not UTF-8"):
+        decode.decode_sales(body, warehouse_code="APP-TPF", zone=ZoneInfo("America/Caracas"))
 
 
 def test_the_digest_and_fingerprints_come_from_each_article_as_sent() -> None:

@@ -12,6 +12,7 @@ binary float), so ``2.675`` stays ``2.675``. KLK's field names appear only here 
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -95,7 +96,10 @@ def catalogue_digest(fingerprints: Sequence[int], declared: int) -> str:
     against."""
     digest = hashlib.blake2b(CATALOGUE_DIGEST_VERSION, digest_size=20)
     digest.update(b"%d\n" % declared)
-    digest.update(array("q", fingerprints).tobytes())
+    values = array("q", fingerprints)
+    if sys.byteorder == "big":  # the same digest on every machine: little-endian
+        values.byteswap()
+    digest.update(values.tobytes())
     return digest.hexdigest()
 
 
@@ -143,7 +147,18 @@ def _catalogue(
     unchanged_if: str | None = None,
     known: Callable[[], KnownArticles | None] | None = None,
 ) -> Catalogue:
-    top, meta, raws = _catalogue_envelope(body, call)
+    # The general way is called from here, not from a helper: a body's nesting limit counts
+    # Python frames, and stays what it was before the one-pass read.
+    envelope = _one_pass_envelope(body)
+    top: dict[str, msgspec.Raw] | None = None
+    if envelope is None:
+        top = general = _envelope(body, call)
+        meta = _decode_part(general, "meta", wire.CatalogueMeta)
+        articles = general.get("articulos")
+        raws = None if articles is None else _raw_articles(articles)
+    else:
+        raws = envelope.articulos
+        meta = _one_pass_meta(envelope)
     generated_at = _generated_at(meta.fecha_generacion, None)
     # Not a JSON array: no digest, and the whole decode below says what is wrong.
     fingerprints = None if raws is None else article_fingerprints(raws)
@@ -172,7 +187,10 @@ def _catalogue(
                 kept=kept,
                 gone=gone,
             )
-    rows = _all_articles(top, raws)
+    if top is not None:
+        rows = _decode_part(top, "articulos", list[wire.Article])
+    else:
+        rows = _joined_articles(cast(list[msgspec.Raw], raws))
     if meta.total_articulos != len(rows):
         raise KlkCountMismatchError(call, meta.total_articulos, len(rows), raw=body)
     _reject_nul_text(body, rows, "$.articulos")
@@ -191,38 +209,31 @@ def _catalogue(
     )
 
 
-def _catalogue_envelope(
-    body: bytes, call: str
-) -> tuple[dict[str, msgspec.Raw] | None, wire.CatalogueMeta, list[msgspec.Raw] | None]:
-    """(the envelope as a dict, or None when not needed; meta; each article's bytes, or None
-    when ``articulos`` is not a JSON array).
-
-    One pass over the body for a catalogue of the usual shape. Anything else (an error body, a
-    missing key, articles that are not an array, JSON that does not parse) is read the general
-    way, a dict of the envelope's parts, so that it fails exactly as any other call's body."""
+def _one_pass_envelope(body: bytes) -> wire.CatalogueEnvelope | None:
+    """The body read in one pass (``meta`` and each article's bytes), or None when it is not a
+    catalogue of the usual shape: anything else (an error body, a missing key or another one,
+    articles that are not an array, bytes that do not parse) is read the general way, a dict of
+    the envelope's parts, so that it fails exactly as any other call's body."""
     try:
-        envelope = _decoder(wire.CatalogueEnvelope).decode(_without_bom(body))
+        envelope: wire.CatalogueEnvelope = _decoder(wire.CatalogueEnvelope).decode(
+            _without_bom(body)
+        )
     except (msgspec.ValidationError, msgspec.DecodeError):
-        envelope = None
-    if envelope is None or envelope.articulos is None or not envelope.meta or envelope.error:
-        top = _envelope(body, call)
-        meta = _decode_part(top, "meta", wire.CatalogueMeta)
-        articles = top.get("articulos")
-        return top, meta, None if articles is None else _raw_articles(articles)
+        return None
+    if envelope.articulos is None or not envelope.meta or envelope.error:
+        return None
+    return envelope
+
+
+def _one_pass_meta(envelope: wire.CatalogueEnvelope) -> wire.CatalogueMeta:
     try:
-        meta = _decoder(wire.CatalogueMeta).decode(envelope.meta)
+        return cast(wire.CatalogueMeta, _decoder(wire.CatalogueMeta).decode(envelope.meta))
     except msgspec.ValidationError as exc:
         raise _located(exc, "$.meta") from None
-    return None, meta, envelope.articulos
 
 
-def _all_articles(
-    top: dict[str, msgspec.Raw] | None, raws: list[msgspec.Raw] | None
-) -> list[wire.Article]:
-    """Every article decoded, from the envelope's dict or, read in one pass, its articles' bytes
-    (then always a list)."""
-    if top is not None:
-        return _decode_part(top, "articulos", list[wire.Article])
+def _joined_articles(raws: list[msgspec.Raw]) -> list[wire.Article]:
+    """Every article decoded from the bytes of each, as one array (positions as sent)."""
     try:
         return cast(
             list[wire.Article],

@@ -54,9 +54,12 @@ class Wire(msgspec.Struct, kw_only=True, gc=False):
     """Base of the wire structs: unknown keys are ignored (deployments add fields)."""
 
 
-class CatalogueEnvelope(Wire, kw_only=True):
+class CatalogueEnvelope(Wire, kw_only=True, forbid_unknown_fields=True):
     """A catalogue body read in one pass: ``meta`` left undecoded and each article's bytes.
-    Empty ``Raw`` for a key that is missing; ``articulos`` None for a missing key or ``null``."""
+    Empty ``Raw`` for a key that is missing; ``articulos`` None for a missing key or ``null``.
+
+    Any other top-level key fails it (the caller then reads the body the general way): a key
+    skipped here would not be checked at all, not even as UTF-8."""
 
     meta: msgspec.Raw = msgspec.Raw()
     articulos: list[msgspec.Raw] | None = None

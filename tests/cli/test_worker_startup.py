@@ -25,7 +25,6 @@ from fluxion_etl.cli.main import COMMAND_MODULES, MODULES_OF_COMMAND
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
 from fluxion_etl.engine.submit import submit
-from fluxion_etl.sim.topology import chain_config_toml
 
 NOT_FOR_A_WORKER = (
     "fluxion_etl.sim",
@@ -73,16 +72,7 @@ def test_a_worker_process_executes_its_run_without_the_other_commands_modules(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with simulated_chain(engine, start=local(TODAY, 10)) as chain:
-        config_file = tmp_path / "chain.toml"
-        config_file.write_text(chain_config_toml(chain.world.locations), "utf-8")
-        env = {
-            **os.environ,
-            "FLUXION_DATABASE_URL": engine.url.render_as_string(hide_password=False),
-            "FLUXION_KLK_BASE_URL": chain.url,
-            "FLUXION_CONFIG": str(config_file),
-            "FLUXION_LOG_FORMAT": "json",
-            "FLUXION_CLOCK": "system",
-        }
+        env = {**os.environ, **chain.worker_env(tmp_path)}
         request = RunRequest(job=Job.INVENTORY, trigger=Trigger.API, requested_by="test")
         run_id = submit(
             engine, request, config=chain.config, settings=chain.settings, clock=chain.clock

@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -101,6 +102,19 @@ class Chain:
 
     def fault(self, spec: str) -> None:
         self.plan.add(parse_faults(spec))
+
+    def worker_env(self, directory: Path) -> dict[str, str]:
+        """The ``FLUXION_`` settings of a worker process for this chain (its config written to
+        ``directory``): JSON logs, on the system clock."""
+        config_file = directory / "chain.toml"
+        config_file.write_text(chain_config_toml(self.world.locations), "utf-8")
+        return {
+            "FLUXION_DATABASE_URL": self.engine.url.render_as_string(hide_password=False),
+            "FLUXION_KLK_BASE_URL": self.url,
+            "FLUXION_CONFIG": str(config_file),
+            "FLUXION_LOG_FORMAT": "json",
+            "FLUXION_CLOCK": "system",
+        }
 
     def run(self, job: Job, *, at: datetime | None = None, **request: Any) -> RunRow:
         """Submit and execute one run at ``at`` (simulated); returns what the ledger says."""

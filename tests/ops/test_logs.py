@@ -20,7 +20,6 @@ from fluxion_etl.engine.submit import submit
 from fluxion_etl.klk.client import RequestEvent
 from fluxion_etl.launchers.subprocess import SubprocessLauncher
 from fluxion_etl.logs import configure_logging
-from fluxion_etl.sim.topology import chain_config_toml
 from fluxion_etl.store import tokens
 
 with warnings.catch_warnings():
@@ -33,15 +32,7 @@ def test_a_subprocess_workers_log_is_read_through_the_api_after_it_exited(
 ) -> None:
     engine = sqlite_engine  # the process boundary is the point here, not the dialect
     with simulated_chain(engine, start=local(TODAY, 10)) as chain:
-        config_file = tmp_path / "chain.toml"
-        config_file.write_text(chain_config_toml(chain.world.locations), "utf-8")
-        env = {
-            "FLUXION_DATABASE_URL": engine.url.render_as_string(hide_password=False),
-            "FLUXION_KLK_BASE_URL": chain.url,
-            "FLUXION_CONFIG": str(config_file),
-            "FLUXION_LOG_FORMAT": "json",
-            "FLUXION_CLOCK": "system",
-        }
+        env = chain.worker_env(tmp_path)
         launcher = SubprocessLauncher(engine, chain.clock, env=env)
         request = RunRequest(job=Job.INVENTORY, trigger=Trigger.API, requested_by="test")
         run_id = submit(

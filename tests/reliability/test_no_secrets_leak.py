@@ -131,24 +131,39 @@ def wait_finished(client: TestClient, produced: Produced, auth: dict[str, str], 
     raise AssertionError(f"run {run_id} did not finish")
 
 
+class HeldClock(ManualClock):
+    """A ManualClock that only the test moves. The service's own threads sleep in its time (the
+    embedded scheduler between ticks): a ManualClock's ``sleep`` would advance the time for
+    everyone, so the scheduler would race through the schedules' fire times on its own, one run
+    after another, and never let the test's runs have the locations. Here a sleep waits a little
+    real time instead, so the loops poll and the time stands still until the test advances it."""
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(max(0.0, seconds), 0.05))
+
+
 def wait_scheduler_settled(client: TestClient, produced: Produced, auth: dict[str, str]) -> None:
-    """The embedded scheduler's next tick (within a second) fires what is due: on a fresh
-    database an inventory run at once, after a clock jump the inventory and the sales schedule,
-    one after the other; the test's own runs would meet their leases. Wait until every run has
-    finished and no new one has appeared for longer than a tick (a fast-failing inventory run
-    can finish before the same tick fires the sales schedule)."""
+    """The embedded scheduler's next tick (within a poll) fires what is due: on a fresh database
+    the inventory run of the start's hour, after each 30-minute jump the inventory and the sales
+    schedule, one after the other; the test's own runs would meet their leases. Wait until every
+    run has finished and no new one has appeared for longer than a tick (a fast-failing inventory
+    run can finish before the same tick fires the sales schedule). Other runs are not waited for:
+    one that crashed while the database was away stays ``running`` until its lease expires."""
     deadline, quiet_for = time.monotonic() + 60, 1.5
     seen: set[int] = set()
     settled_since = time.monotonic()
+    runs: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        runs = produced.record(client.get("/api/etl/runs?limit=50", headers=auth)).json()["runs"]
+        answer = produced.record(client.get("/api/etl/runs?limit=50", headers=auth)).json()
+        runs = [run for run in answer["runs"] if run["trigger"] == "schedule"]
         ids = {run["id"] for run in runs}
         if ids != seen or not all(run["status"] in FINISHED for run in runs):
             seen, settled_since = ids, time.monotonic()
         elif time.monotonic() - settled_since > quiet_for:
             return
         time.sleep(0.05)
-    raise AssertionError("the scheduler's runs did not settle")
+    unsettled = [(run["id"], run["status"]) for run in runs if run["status"] not in FINISHED]
+    raise AssertionError(f"the scheduler's runs did not settle: {unsettled} of {sorted(seen)}")
 
 
 def sync_both(client: TestClient, produced: Produced, auth: dict[str, str]) -> list[str]:
@@ -238,7 +253,7 @@ def test_no_secret_reaches_logs_answers_metrics_alerts_or_the_database(
     monkeypatch.setenv(SMTP_PASSWORD_ENV, secrets.smtp_password)
     configure_logging("console")  # the renderer that printed tracebacks' local variables
     produced = Produced()
-    clock = ManualClock(NOW)
+    clock = HeldClock(NOW)
     world = build_world(clock)
     plan = FaultPlan(seed=world.seed)
     plan.replace(parse_faults("sales@tienda_02:error_body;catalogue@tienda_03:truncated_json"))
@@ -276,6 +291,12 @@ def test_no_secret_reaches_logs_answers_metrics_alerts_or_the_database(
     assert any(secrets.webhook_key in entry for entry in hooks), "the webhook was called"
     assert len(delivered) >= 1
     assert any(column == "token_hash" for _, column, _ in stored)
+    scheduled = [v for table, column, v in stored if (table, column) == ("fires", "scheduled_for")]
+    # time moved only with the test: 19:00 Caracas, three 30-minute jumps, then 2 + 2 + 2 minutes
+    # (inventory on the hour and half hour, sales five minutes past), each fire once
+    expected = [f"2025-11-{t}:00+00:00" for t in ("17 23:00", "17 23:30", "18 00:00", "18 00:30")]
+    expected += [f"2025-11-{t}:00+00:00" for t in ("17 23:05", "17 23:35", "18 00:05", "18 00:35")]
+    assert sorted(scheduled) == sorted(expected)
     token_hash = hashlib.sha256(secrets.admin_token.encode()).hexdigest()
     assert ("api_tokens", "token_hash", token_hash) in stored, "the token is stored as its hash"
     places = {
@@ -364,7 +385,8 @@ def _exercise(
     finally:
         refuse_the_role(database, login=True)
     assert produced.record(client.get("/readyz")).status_code == 200
-    clock.advance(minutes=2)
+    clock.advance(minutes=2)  # the sales schedule's 00:35 fire is due
+    wait_scheduler_settled(client, produced, admin)
     service.maintain_once()
     read_everything(client, produced, admin)
     produced.record(client.post("/logout", data={}))

@@ -153,7 +153,7 @@ def copy_rows(
 
 
 def _postgres_type_name(conn: Connection, column: Column[Any]) -> str:
-    """``NUMERIC(28, 8)`` → ``numeric``: the name psycopg's type registry knows."""
+    """``VARCHAR(64)`` → ``varchar``: the name psycopg's type registry knows."""
     return type_ddl(conn, column).split("(")[0].strip().lower()
 
 
@@ -162,7 +162,7 @@ _TYPE_DDL: dict[tuple[str, str, str], str] = {}
 
 
 def type_ddl(conn: Connection, column: Column[Any]) -> str:
-    """The column's type as this dialect spells it in DDL (``NUMERIC(28, 8)``, ``VARCHAR(40)``)."""
+    """The column's type as this dialect spells it in DDL (``NUMERIC``, ``VARCHAR(40)``)."""
     key = (conn.dialect.name, column.table.name, column.name)
     ddl = _TYPE_DDL.get(key)
     if ddl is None:

@@ -33,7 +33,8 @@ def parse_utc_text(text: str) -> datetime:
 
 
 class Money(TypeDecorator[Decimal]):
-    """An exact decimal: NUMERIC(28, 8) on PostgreSQL, canonical text on SQLite."""
+    """An exact decimal: NUMERIC without precision or scale on PostgreSQL (every digit KLK sends
+    is kept, as on SQLite), canonical text on SQLite."""
 
     impl = Numeric
     cache_ok = True
@@ -41,7 +42,7 @@ class Money(TypeDecorator[Decimal]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(40))
-        return dialect.type_descriptor(Numeric(28, 8, asdecimal=True))
+        return dialect.type_descriptor(Numeric(asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:

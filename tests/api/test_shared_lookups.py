@@ -23,7 +23,7 @@ from fluxion_etl.api.loopreads import Found, LoopReads
 from fluxion_etl.api.trigger import api_key
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.requests import RunRequest
-from fluxion_etl.domain.states import Job, Trigger
+from fluxion_etl.domain.states import ItemStatus, Job, Trigger
 from fluxion_etl.engine.submit import submit
 from fluxion_etl.store import leases, ledger, tokens
 from fluxion_etl.store.db import create_db_engine
@@ -286,6 +286,14 @@ def test_the_read_on_the_event_loop_finds_what_the_read_in_a_thread_finds(engine
         tokens.revoke_token(conn, "gone", now=NOW)
         leases.try_acquire(conn, job="inventory", location_id="tienda_03", run_id=1,
                            owner="test", now=NOW, ttl=timedelta(minutes=5))  # fmt: skip
+        # The chain-wide run is running: it has finished tienda_04, not tienda_05 or tienda_06.
+        chain_run = ledger.run_for_key(conn, api_key("K-2"))
+        assert chain_run is not None
+        deadline = NOW + timedelta(hours=1)
+        ledger.claim_run(conn, chain_run.id, owner="test", now=NOW, deadline_at=deadline)
+        ledger.create_items(conn, chain_run.id, ["tienda_04", "tienda_05", "tienda_06"])
+        ledger.start_item(conn, chain_run.id, "tienda_05", now=NOW)
+        ledger.finish_item(conn, chain_run.id, "tienda_04", ItemStatus.SUCCEEDED, now=NOW)
     asked = [*secrets.values(), gone.secret, tokens.new_secret(), "not-a-token"]
     keys = [api_key("K-1"), api_key("K-2"), api_key("K-3")]
 
@@ -300,12 +308,16 @@ def test_the_read_on_the_event_loop_finds_what_the_read_in_a_thread_finds(engine
     with engine.connect() as conn:
         held = Holders.read(conn)
         assert found == Found(
-            tokens.verify_tokens(conn, asked), held.queued, held.leases,
+            tokens.verify_tokens(conn, asked), held.queued, held.unfinished, held.leases,
             ledger.runs_for_keys(conn, keys),
         )  # fmt: skip
     assert set(found.tokens) == set(secrets.values())
     assert sorted(found.runs) == keys[:2]
-    assert len(found.queued) == 3
+    assert len(found.queued) == 2
+    assert sorted((u.run_id, u.location_id, u.alive_at) for u in found.unfinished) == [
+        (chain_run.id, "tienda_05", NOW),
+        (chain_run.id, "tienda_06", NOW),
+    ]
     assert [lease.location_id for lease in found.leases] == ["tienda_03"]
 
 

@@ -8,7 +8,7 @@ from api_support import NOW, Api
 from httpx import Response
 from sqlalchemy import func, select
 
-from fluxion_etl.domain.states import ErrorCategory, RunStatus, Trigger
+from fluxion_etl.domain.states import ErrorCategory, ItemStatus, RunStatus, Trigger
 from fluxion_etl.store import leases, ledger
 from fluxion_etl.store.schema import runs
 
@@ -225,6 +225,34 @@ def test_a_lease_of_the_other_job_does_not_make_a_location_busy(api: Api) -> Non
     hold(api, "sales", "tienda_05")
 
     assert post(api, SYNC, {"ubicacion_id": "tienda_05"}).status_code == 202
+
+
+def test_a_running_run_holds_every_location_it_has_not_finished(api_both: Api) -> None:
+    """Between its claim and a location's lease, and between two locations, a running run
+    holds no lease: its unfinished items say what it will still load. Once its process is
+    presumed dead (no heartbeat for a lease's lifetime) they hold nothing."""
+    api = api_both
+    chain = post(api, SYNC, {"ubicacion_id": None}).json()["run_id"]
+    location_ids = list(api.services.config.location_ids)
+    with api.services.engine.begin() as conn:  # what the runner's claim does, in one transaction
+        deadline = NOW + timedelta(hours=1)
+        assert ledger.claim_run(conn, chain, owner="worker:1:x", now=NOW, deadline_at=deadline)
+        ledger.create_items(conn, chain, location_ids)
+    again = post(api, SYNC, {"ubicacion_id": None})
+    with api.services.engine.begin() as conn:
+        ledger.finish_item(conn, chain, location_ids[0], ItemStatus.SUCCEEDED, now=NOW)
+
+    busy = post(api, SYNC, {"ubicacion_id": location_ids[2]})
+    done = post(api, SYNC, {"ubicacion_id": location_ids[0]})
+    other_job = post(api, SALES, {"ubicacion_id": location_ids[2]})
+
+    assert (again.status_code, again.json()["run_id"]) == (409, chain), again.text
+    assert (busy.status_code, busy.json()["run_id"]) == (409, chain), busy.text
+    assert done.status_code == 202, done.text
+    assert other_job.status_code == 202, other_job.text
+
+    api.clock.advance(api.services.settings.lease_ttl_seconds + 1)  # no heartbeat since NOW
+    assert post(api, SYNC, {"ubicacion_id": location_ids[2]}).status_code == 202
 
 
 # --- scheduler fires ------------------------------------------------------------------------

@@ -146,17 +146,21 @@ class SingleFlight(Generic[K, T]):
 
 @dataclass(frozen=True, slots=True)
 class Holders:
-    """Who holds which locations, read together: the leases, and the queued runs (each takes its
-    locations' leases when it starts)."""
+    """Who holds which locations, read together: the leases, the queued runs (each takes its
+    locations' leases when it starts) and the locations running runs have not finished yet
+    (a run between two locations, or between its claim and its first lease, holds no lease)."""
 
     leases: list[LeaseRow]
     queued: list[tuple[int, Job, tuple[str, ...] | None]]
+    unfinished: list[ledger.Unfinished]
 
     @classmethod
     def read(cls, conn: Connection) -> Holders:
-        # queued runs first: a run that starts between the two reads is then in one list or both
+        # In the order runs move through them: a run that moves between two reads is seen in
+        # one list or both (claiming creates the unfinished items in the same transaction).
         queued = ledger.queued_scopes(conn)
-        return cls(leases.list_leases(conn), queued)
+        unfinished = ledger.unfinished_of_running(conn)
+        return cls(leases.list_leases(conn), queued, unfinished)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +190,11 @@ class Lookups:
                 # seen holding a location must then be seen by the key lookup too
                 held = Holders.read(conn)
                 return Found(
-                    found_tokens, held.queued, held.leases, ledger.runs_for_keys(conn, keys)
+                    found_tokens,
+                    held.queued,
+                    held.unfinished,
+                    held.leases,
+                    ledger.runs_for_keys(conn, keys),
                 )
 
         self._loop_reads = LoopReads(engine) if engine.dialect.name == "postgresql" else None
@@ -198,7 +206,7 @@ class Lookups:
                 found = await self._loop_reads.read(secrets, keys)
             else:
                 found = await to_thread.run_sync(read_in_thread, secrets, keys)
-            held = Holders(found.leases, found.queued)
+            held = Holders(found.leases, found.queued, found.unfinished)
             return {
                 (secret, key): TriggerReads(
                     None if secret is None else found.tokens.get(secret),

@@ -125,6 +125,7 @@ class Found:
 
     tokens: dict[str, tokens.TokenInfo]
     queued: list[tuple[int, Job, tuple[str, ...] | None]]
+    unfinished: list[ledger.Unfinished]
     leases: list[LeaseRow]
     runs: dict[str, ledger.RunRow]
 
@@ -142,6 +143,7 @@ class LoopReads:
             engine,
         )
         self._queued = Statement.compile(ledger.QUEUED_RUNS, engine)
+        self._unfinished = Statement.compile(ledger.UNFINISHED_OF_RUNNING, engine)
         self._leases = Statement.compile(
             select(leases).order_by(leases.c.job, leases.c.location_id), engine
         )
@@ -172,13 +174,15 @@ class LoopReads:
         return tokens.active_by_secret(rows, digests)
 
     async def read(self, secrets: Sequence[str], keys: Sequence[str]) -> Found:
-        """The active tokens of ``secrets``, the queued runs and leases, then the runs of
-        ``keys`` (holders before keys: see ``lookups.Lookups``), in one round trip."""
+        """The active tokens of ``secrets``, the holders (queued runs, running runs' unfinished
+        locations, leases), then the runs of ``keys`` (holders before keys: see
+        ``lookups.Lookups``), in one round trip."""
         digests = tokens.presented_digests(secrets)
-        token_rows, queued_rows, lease_rows, run_rows = await self._fetch(
+        token_rows, queued_rows, unfinished_rows, lease_rows, run_rows = await self._fetch(
             [
                 (self._tokens, self._tokens.params(digests=list(digests))),
                 (self._queued, self._queued.params()),
+                (self._unfinished, self._unfinished.params()),
                 (self._leases, self._leases.params()),
                 (self._runs, self._runs.params(keys=list(keys))),
             ]
@@ -186,6 +190,7 @@ class LoopReads:
         return Found(
             tokens=tokens.active_by_secret(token_rows, digests),
             queued=[ledger.queued_scope(row) for row in queued_rows],
+            unfinished=[ledger.Unfinished.from_row(row) for row in unfinished_rows],
             leases=[LeaseRow.from_row(cast(RowMapping, row)) for row in lease_rows],
             runs={str(row["idempotency_key"]): ledger.RunRow.from_row(row) for row in run_rows},
         )

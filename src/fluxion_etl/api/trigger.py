@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import structlog
 from anyio import to_thread
@@ -267,8 +267,10 @@ def contract_status(run_status: RunStatus) -> str:
 def busy_holder(
     services: ServiceContext, request: RunRequest, held: Holders
 ) -> TriggerOutcome | None:
-    """409 when other runs hold every requested location: a live lease, or a queued run that
-    covers it (it takes the lease when it starts: a second run queued now would find it taken)."""
+    """409 when other runs hold every requested location: a live lease, a queued run that
+    covers it (it takes the lease when it starts: a second run queued now would find it taken),
+    or a running run that has not finished it yet (it will take the lease, or is between two
+    of its locations) and is alive: it heartbeat within a lease's lifetime, as a live lease."""
     wanted = _locations(services, request)
     if not wanted:
         return None
@@ -278,6 +280,10 @@ def busy_holder(
         for lease in held.leases
         if lease.job is request.job and lease.expires_at > now
     }
+    alive_since = now - timedelta(seconds=services.settings.lease_ttl_seconds)
+    for item in held.unfinished:
+        if item.job is request.job and item.alive_at > alive_since:
+            holding.setdefault(item.location_id, item.run_id)
     for run_id, job, scope in held.queued:
         if job is request.job:
             for location_id in wanted if scope is None else scope:

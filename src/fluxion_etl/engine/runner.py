@@ -12,6 +12,7 @@ execute_run:
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, timedelta
 
@@ -58,16 +59,17 @@ def execute_run(rt: Runtime, run_id: int) -> RunStatus:
 
 def try_execute_run(rt: Runtime, run_id: int) -> RunStatus | None:
     """Claim and execute a queued run; None when it could not be claimed (not queued)."""
-    run = _claim(rt, run_id)
-    if run is None:
+    claimed = _claim(rt, run_id)
+    if claimed is None:
         return None
-    job = Job(run.job)
+    run, locations = claimed
     log = RunLog(
-        rt.engine, rt.clock, run_id=run_id, job=job.value, max_lines=rt.settings.run_log_max_lines
+        rt.engine,
+        rt.clock,
+        run_id=run_id,
+        job=run.job.value,
+        max_lines=rt.settings.run_log_max_lines,
     )
-    locations = locations_for(rt, job, list(run.scope) if run.scope is not None else None)
-    with rt.engine.begin() as conn:
-        ledger.create_items(conn, run_id, [loc.id for loc in locations])
     log.info(
         "run started", locations=len(locations), trigger=run.trigger, requested_by=run.requested_by
     )
@@ -88,7 +90,10 @@ def try_execute_run(rt: Runtime, run_id: int) -> RunStatus | None:
         log.flush()
 
 
-def _claim(rt: Runtime, run_id: int) -> RunRow | None:
+def _claim(rt: Runtime, run_id: int) -> tuple[RunRow, list[Location]] | None:
+    """queued → running, with a pending item for each of its locations, in one transaction: a
+    running run is seen holding every location it has not finished (``api.trigger``'s busy
+    check), from the moment it stops being queued."""
     with rt.engine.begin() as conn:
         run = ledger.get_run(conn, run_id)
         if run is None:
@@ -97,7 +102,11 @@ def _claim(rt: Runtime, run_id: int) -> RunRow | None:
         deadline = now + timedelta(seconds=rt.settings.deadline_seconds(run.job))
         if not ledger.claim_run(conn, run_id, owner=rt.owner, now=now, deadline_at=deadline):
             return None
-        return ledger.get_run(conn, run_id)
+        locations = locations_for(rt, run.job, list(run.scope) if run.scope is not None else None)
+        ledger.create_items(conn, run_id, [loc.id for loc in locations])
+        claimed = ledger.get_run(conn, run_id)
+        assert claimed is not None  # claimed in this transaction
+        return claimed, locations
 
 
 def _process_all(
@@ -418,19 +427,27 @@ def _final_status(
     failed = [i for i in items if i.status != ItemStatus.SUCCEEDED.value]
     if status is RunStatus.SUCCEEDED:
         return status, None, None
-    categories = sorted({i.error_category for i in failed if i.error_category})
-    first = next((i for i in failed if i.error_message), None) or (
-        held_items[0] if held_items else None
+    category = _run_category(failed)
+    # The example named in the message is a location that failed for the run's category.
+    first = (
+        next((i for i in failed if i.error_category == category and i.error_message), None)
+        or next((i for i in failed if i.error_message), None)
+        or (held_items[0] if held_items else None)
     )
     summary = f"{len(failed)} of {len(items)} locations not loaded"
     if held_items:
         summary += f"; mass deletion held at {len(held_items)}"
     if first is not None:
         summary += f"; {first.location_id}: {first.error_message}"
-    # A location skipped as busy explains the run only when nothing failed for a real reason.
-    real = [c for c in categories if c != ErrorCategory.BUSY.value]
-    category = next(iter(real or categories), None)
     return status, category, summary[:2000]
+
+
+def _run_category(failed: list[ledger.ItemRow]) -> str | None:
+    """The category that failed the most locations (ties: by name). A location skipped as busy
+    explains the run only when nothing failed for a real reason."""
+    counts = Counter(i.error_category for i in failed if i.error_category)
+    real = {c: n for c, n in counts.items() if c != ErrorCategory.BUSY.value} or counts
+    return min(real, key=lambda c: (-real[c], c), default=None)
 
 
 def _short(exc: BaseException) -> str:

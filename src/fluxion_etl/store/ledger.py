@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, insert, or_, select, update
 
 from fluxion_etl.domain.requests import ItemCounters, RunRequest, SubmitResult
 from fluxion_etl.domain.schedules import fire_key
@@ -219,6 +219,45 @@ _RUNS_BY_KEYS = select(runs).where(runs.c.idempotency_key.in_(bindparam("keys", 
 QUEUED_RUNS = select(runs.c.id, runs.c.job, runs.c.scope).where(
     runs.c.status == RunStatus.QUEUED.value
 )
+
+
+# The locations running runs have not finished (their pending and running items; a run creates
+# them as it is claimed) and each run's last sign of life: a running run holds them until it
+# finishes them, or until its process is presumed dead (no heartbeat for a lease's lifetime).
+UNFINISHED_OF_RUNNING = (
+    select(
+        runs.c.id,
+        runs.c.job,
+        run_items.c.location_id,
+        func.coalesce(runs.c.heartbeat_at, runs.c.started_at, runs.c.created_at).label("alive_at"),
+    )
+    .join_from(run_items, runs, run_items.c.run_id == runs.c.id)
+    .where(
+        runs.c.status == RunStatus.RUNNING.value,
+        # plain comparisons, not IN: the statement is also compiled once for the event loop's
+        # own connection (api.loopreads), where an expanding IN would not render
+        or_(*(run_items.c.status == status for status in UNFINISHED_ITEM)),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A location a running run has not finished, and when that run last proved alive."""
+
+    run_id: int
+    job: Job
+    location_id: str
+    alive_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Unfinished:
+        return cls(int(row["id"]), Job(row["job"]), str(row["location_id"]), row["alive_at"])
+
+
+def unfinished_of_running(conn: Connection) -> list[Unfinished]:
+    """``UNFINISHED_OF_RUNNING``'s rows."""
+    return [Unfinished.from_row(row) for row in conn.execute(UNFINISHED_OF_RUNNING).mappings()]
 
 
 def run_for_key(conn: Connection, key: str) -> RunRow | None:
@@ -503,4 +542,5 @@ __all__ = [
     "start_item",
     "summarize_status",
     "summary_message",
+    "unfinished_of_running",
 ]

@@ -49,6 +49,21 @@ def run_count(api: Api) -> int:
             "in the future",
         ),
         (SALES, {"fecha_fin": "2026-01-02"}, "fecha_inicio", "required when fecha_fin is given"),
+        (
+            SALES,
+            {"fecha_inicio": "0001-01-01", "fecha_fin": "0001-01-02"},
+            "fecha_inicio",
+            "before 1990-01-01",
+        ),
+        (
+            SALES,
+            {"fecha_inicio": "9999-12-30", "fecha_fin": "2026-01-02"},
+            "fecha_inicio",
+            "in the future",
+        ),
+        (SYNC, {"ubicacion_id": "tienda_01\u0000"}, "ubicacion_id", "control character"),
+        ("/api/etl/sync/reconcile", {"days": True}, "days", "integer"),
+        ("/api/etl/sync/reconcile", {"days": "2"}, "days", "integer"),
         (SYNC, {"ubicacion_id": None, "ubicacion": "x"}, "ubicacion", "unknown field"),
         (
             SALES,
@@ -84,6 +99,21 @@ def test_malformed_json_is_422(api: Api) -> None:
 
     assert answer.status_code == 422
     assert answer.json()["success"] is False
+    assert answer.json()["errors"][0]["field"] == "body"
+    assert "not valid JSON at character 17" in answer.json()["message"]
+
+
+def test_a_lone_surrogate_is_refused_as_any_bad_location_not_a_crash(api: Api) -> None:
+    """``"\\ud800"`` is valid JSON, yet no UTF-8 text: the answer escapes what it echoes."""
+    answer = api.client.post(
+        SYNC,
+        content=b'{"ubicacion_id": "x\\ud800"}',
+        headers={**api.auth("trigger"), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "ubicacion_id"
+    assert run_count(api) == 0
 
 
 def test_a_body_over_the_limit_is_413_as_json(api: Api) -> None:
@@ -119,6 +149,7 @@ def test_a_streamed_body_over_the_limit_is_413_too(api: Api) -> None:
         ("limit=0", "limit"),
         ("job=payroll", "job"),
         ("offset=-1", "offset"),
+        ("location=tienda_01%00", "location"),
     ],
 )
 def test_bad_run_filters_are_422_naming_the_parameter(api: Api, query: str, field: str) -> None:

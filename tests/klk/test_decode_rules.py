@@ -170,6 +170,20 @@ def test_catalogue_without_filtered_warehouses_is_fine() -> None:
     assert len(_catalogue(catalogue_body([article()], warehouses=None)).items) == 1
 
 
+@pytest.mark.parametrize("listed", ['["TAVBOL"]', '["TAVBOL", "APP-DEP"]', "TAVBOL"])
+def test_a_catalogue_listing_only_other_warehouses_is_another_warehouses(listed: str) -> None:
+    """Loaded, it would replace APP-TPF's stock with another warehouse's."""
+    with pytest.raises(KlkBadPayloadError, match=r"lists .*not APP-TPF.*almacences_filtrados"):
+        _catalogue(catalogue_body([article()], warehouses=listed))
+
+    assert len(_catalogue(catalogue_body([article()], warehouses='["APP-TPF", "X"]')).items) == 1
+    by_branch = decode_catalogue(
+        catalogue_body([article()], warehouses=listed), warehouse_code="SUC001",
+        call="articulos/reposicion", one_warehouse=False,
+    )  # fmt: skip
+    assert len(by_branch.items) == 1
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ reached, 500 without a stack trace (the trace goes to the service log). Answers 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -118,8 +119,17 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error answer may echo what the caller
+    sent, and a lone surrogate (``"\\ud800"`` is valid JSON) has no UTF-8 form."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"success": False, "message": message, **extra}, status_code=status)
+    body = {"success": False, "message": message, **extra}
+    return _AsciiJSONResponse(body, status_code=status)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -136,6 +146,10 @@ def _field_error(err: Any) -> dict[str, str]:
     if len(loc) > 1 and loc[0] in ("body", "query", "path", "header"):
         loc = loc[1:]
     rule = str(err.get("msg", "invalid"))
+    if err.get("type") == "json_invalid":  # loc: ("body", character position)
+        where = f" at character {loc[0]}" if loc and loc[0].isdigit() else ""
+        error = (err.get("ctx") or {}).get("error", "")
+        return {"field": "body", "rule": f"not valid JSON{where}: {error}".rstrip(": ")}
     if err.get("type") == "extra_forbidden":
         rule = "unknown field: remove it or check its spelling"
     elif err.get("type") == "missing":

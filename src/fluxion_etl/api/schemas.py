@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictInt,
     WithJsonSchema,
 )
 
@@ -61,7 +62,19 @@ LocalDate = Annotated[
     BeforeValidator(_iso_date),
     WithJsonSchema({"type": "string", "format": "date", "example": "2026-01-05"}),
 ]
-LocationId = Annotated[str, Field(min_length=1, max_length=64, examples=["tienda_01"])]
+
+
+def printable(value: str | None) -> str | None:
+    """Refuse control characters (NUL, tab, newline…): no location id or name has one, and
+    PostgreSQL refuses a NUL in any text it is asked to compare."""
+    if value is not None and any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("contains a control character (NUL, tab, newline…); remove it")
+    return value
+
+
+LocationId = Annotated[
+    str, Field(min_length=1, max_length=64, examples=["tienda_01"]), AfterValidator(printable)
+]
 
 
 class _Body(BaseModel):
@@ -88,7 +101,7 @@ class ReconcileBody(_Body):
     the configured 2) and remove lines KLK no longer returns, unless that is a mass deletion."""
 
     ubicacion_id: LocationId | None = None
-    days: Annotated[int, Field(ge=1, le=31)] | None = None
+    days: Annotated[StrictInt, Field(ge=1, le=31)] | None = None
 
 
 class SyncAnswer(BaseModel):

@@ -11,8 +11,12 @@ from fluxion_etl.domain.clock import Clock
 from fluxion_etl.domain.requests import RunRequest, SubmitResult
 from fluxion_etl.domain.states import Job
 from fluxion_etl.errors import BadInputError
+from fluxion_etl.klk.wire import FIRST_YEAR
 from fluxion_etl.settings import Settings
 from fluxion_etl.store import ledger
+
+EARLIEST = date(FIRST_YEAR, 1, 1)
+"""No sales day before this is asked of KLK (its lines dated earlier are corrupt, ``klk.wire``)."""
 
 
 def validate_request(
@@ -39,6 +43,13 @@ def _validate_range(
         )
     if date_from is None or date_to is None:
         return
+    if date_from < EARLIEST:
+        raise BadInputError(
+            "dates",
+            f"start {date_from} is before {EARLIEST}: KLK has no sales that old (the year?)",
+        )
+    if date_from > today:
+        raise BadInputError("dates", f"start {date_from} is in the future (today is {today})")
     if date_from > date_to:
         raise BadInputError("dates", f"start {date_from} is after end {date_to}")
     span = (date_to - date_from).days + 1
@@ -46,8 +57,6 @@ def _validate_range(
         raise BadInputError(
             "dates", f"{span} days requested; at most {max_days} per request (split the range)"
         )
-    if date_from > today:
-        raise BadInputError("dates", f"start {date_from} is in the future (today is {today})")
 
 
 def submit(

@@ -404,7 +404,7 @@ def _sales_body(
 def _branch_catalogue(body: bytes, branch_code: str, call: str) -> Catalogue:
     codes = decode.catalogue_warehouses(body, call=call)
     label = codes[0] if len(codes) == 1 else branch_code
-    return decode.decode_catalogue(body, warehouse_code=label, call=call)
+    return decode.decode_catalogue(body, warehouse_code=label, call=call, one_warehouse=False)
 
 
 def _is_transient(exc: httpx.HTTPError) -> bool:

@@ -54,8 +54,13 @@ def decode_catalogue(
     call: str = "articulos/almacen",
     unchanged_if: str | None = None,
     known: Callable[[], KnownArticles | None] | None = None,
+    one_warehouse: bool = True,
 ) -> Catalogue:
     """Decode ``{"meta", "articulos"}`` (``/maestra/articulos/almacen`` or ``/reposicion``).
+
+    ``one_warehouse``: the catalogue was asked for ``warehouse_code``; one whose meta lists
+    other warehouses only (``almacences_filtrados``) is another warehouse's, a bad payload
+    (a by-branch catalogue, labelled by the caller, passes False).
 
     When the article list hashes to ``unchanged_if`` (the digest of the list last loaded, see
     ``catalogue_digest``) the articles are not decoded: the result says ``unchanged`` and has no
@@ -67,7 +72,9 @@ def decode_catalogue(
     article's fingerprint.
     """
     with _bad_payload_guard(call, body):
-        return _catalogue(body, warehouse_code, call, unchanged_if, known)
+        return _catalogue(
+            body, warehouse_code, call, unchanged_if, known, one_warehouse=one_warehouse
+        )
 
 
 # Part of every digest: change it whenever a change to decoding or loading a catalogue would
@@ -146,6 +153,8 @@ def _catalogue(
     call: str,
     unchanged_if: str | None = None,
     known: Callable[[], KnownArticles | None] | None = None,
+    *,
+    one_warehouse: bool = True,
 ) -> Catalogue:
     # The general way is called from here, not from a helper: a body's nesting limit counts
     # Python frames, and stays what it was before the one-pass read.
@@ -159,6 +168,7 @@ def _catalogue(
     else:
         raws = envelope.articulos
         meta = _one_pass_meta(envelope)
+    _check_listed(meta, warehouse_code if one_warehouse else None)
     generated_at = _generated_at(meta.fecha_generacion, None)
     # Not a JSON array: no digest, and the whole decode below says what is wrong.
     fingerprints = None if raws is None else article_fingerprints(raws)
@@ -411,6 +421,20 @@ def _article(
         stock=row.stock,
         fingerprint=row.fingerprint,
     )
+
+
+def _check_listed(meta: wire.CatalogueMeta, warehouse_code: str | None) -> None:
+    """A catalogue whose meta names warehouses, none of them the one asked for, is another
+    warehouse's: loading it would replace this warehouse's stock with that one's. (None: the
+    catalogue was not asked for one warehouse.)"""
+    if warehouse_code is None:
+        return
+    listed = _filtered_codes(meta.almacences_filtrados)
+    if listed and warehouse_code not in listed:
+        raise wire.Invalid(
+            "$.meta.almacences_filtrados",
+            f"lists {', '.join(listed)}, not {warehouse_code}, the warehouse asked for",
+        )
 
 
 def _filtered_codes(value: Any) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi import status as http
+from pydantic import AfterValidator
 
 from fluxion_etl.api.deps import MAX_ID, Admin, Reader, RunId, Services
 from fluxion_etl.api.schemas import (
@@ -20,6 +21,7 @@ from fluxion_etl.api.schemas import (
     RunsPage,
     Timings,
     UtcInstant,
+    printable,
 )
 from fluxion_etl.domain.requests import ItemCounters
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
@@ -44,7 +46,9 @@ def list_runs(
     caller: Reader,
     job: Job | None = None,
     status: RunStatus | None = None,
-    location: Annotated[str | None, Query(max_length=64, description="A location id.")] = None,
+    location: Annotated[
+        str | None, Query(max_length=64, description="A location id."), AfterValidator(printable)
+    ] = None,
     trigger: Trigger | None = None,
     since: Annotated[
         UtcInstant | None, Query(description="Created at or after (ISO 8601, with offset).")

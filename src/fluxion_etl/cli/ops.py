@@ -154,7 +154,7 @@ def _log_text(line: LogRow) -> str:
 
 
 def runs_cancel(run_id: Annotated[int, typer.Argument(help="The run's id.")]) -> None:
-    """Cancel a run: a queued one at once, a running one at its next heartbeat.
+    """Cancel a run: a queued one at once, a running one starts no more locations.
     Exit 1 when the run had already ended."""
     with _database() as (engine, clock), engine.begin() as conn:
         before = ledger.get_run(conn, run_id)
@@ -177,7 +177,7 @@ def runs_cancel(run_id: Annotated[int, typer.Argument(help="The run's id.")]) ->
     if after.status.is_final:
         typer.echo(f"run {run_id} cancelled before it started")
     else:
-        typer.echo(f"run {run_id}: cancel requested; it stops at its next heartbeat")
+        typer.echo(f"run {run_id}: cancel requested; it starts no more locations")
 
 
 # --- freshness -------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def _process_all(
     running: dict[Future[tuple[ItemStatus, list[CatalogueItem]]], str] = {}
     with ThreadPoolExecutor(max_workers=rt.settings.concurrency, thread_name_prefix="loc") as pool:
         while pending or running:
-            if _must_stop(rt, run, heart):
+            if pending and _must_stop(rt, run, heart):
                 _mark_unstarted(rt, run, pending, log, heart.cancel_requested)
                 statuses.update((loc.id, ItemStatus.FAILED) for loc in pending)
                 pending = []
@@ -143,8 +143,12 @@ def _process_all(
 
 
 def _must_stop(rt: Runtime, run: RunRow, heart: _Heartbeat) -> bool:
+    """Before locations start: a cancel (asked of the ledger: a run shorter than a heartbeat
+    would never see one otherwise), a shutdown, or the deadline."""
     assert run.deadline_at is not None
-    return heart.cancel_requested or rt.stop_requested() or rt.clock.now() >= run.deadline_at
+    if rt.stop_requested() or rt.clock.now() >= run.deadline_at:
+        return True
+    return heart.poll_cancel()
 
 
 def _location_context(rt: Runtime, run: RunRow, loc: Location, log: RunLog) -> LocationContext:
@@ -475,6 +479,16 @@ class _Heartbeat:
         interval = real_seconds(self._rt.settings.heartbeat_seconds, self._rt.clock)
         while not self._stop.wait(interval):
             self.beat()
+
+    def poll_cancel(self) -> bool:
+        """Whether a cancel was requested: noticed by a beat, or asked of the ledger now."""
+        if not self.cancel_requested:
+            try:
+                with self._rt.engine.connect() as conn:
+                    self.cancel_requested = ledger.cancel_requested(conn, self._run_id)
+            except SQLAlchemyError:
+                pass  # the next beat asks again
+        return self.cancel_requested
 
     def beat(self) -> None:
         rt = self._rt

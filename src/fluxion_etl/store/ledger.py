@@ -343,7 +343,8 @@ def heartbeat_run(conn: Connection, run_id: int, *, owner: str, now: datetime) -
 
 
 def request_cancel(conn: Connection, run_id: int, *, by: str, now: datetime) -> RunRow | None:
-    """A queued run is cancelled at once; a running one is asked to stop at its next heartbeat.
+    """A queued run is cancelled at once; a running one is asked to stop: it starts no more
+    locations (those loading finish).
 
     A finished run is left as it is. Returns the run afterwards, None when there is no such run.
     """
@@ -364,6 +365,12 @@ def request_cancel(conn: Connection, run_id: int, *, by: str, now: datetime) -> 
             .values(cancel_requested=True, error_message=f"cancel requested by {by} at {stamp}")
         )
     return get_run(conn, run_id)
+
+
+def cancel_requested(conn: Connection, run_id: int) -> bool:
+    """Whether someone asked the run to stop (``request_cancel``)."""
+    query = select(runs.c.cancel_requested).where(runs.c.id == run_id)
+    return bool(conn.execute(query).scalar())
 
 
 def finish_run(
@@ -521,6 +528,7 @@ __all__ = [
     "PurgeResult",
     "RunRow",
     "append_log",
+    "cancel_requested",
     "claim_run",
     "clear_external_ref",
     "create_items",

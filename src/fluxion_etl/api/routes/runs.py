@@ -118,8 +118,8 @@ def get_logs(
 def cancel_run(
     run_id: RunId, response: Response, services: Services, caller: Admin
 ) -> CancelAnswer:
-    """A queued run is cancelled at once; a running one stops at its next heartbeat (the
-    locations it is loading finish or roll back whole). A run that already ended answers 409."""
+    """A queued run is cancelled at once; a running one starts no more locations (those it is
+    loading finish or roll back whole). A run that already ended answers 409."""
     now = services.clock.now()
     with services.engine.begin() as conn:
         before = _found(ledger.get_run(conn, run_id), run_id)
@@ -152,7 +152,7 @@ def _cancel_answer(before: RunRow, after: RunRow, response: Response) -> CancelA
     message = (
         f"run {after.id} cancelled before it started"
         if after.status is RunStatus.CANCELLED
-        else f"run {after.id} will stop at its next heartbeat"
+        else f"run {after.id} starts no more locations; those loading finish"
     )
     return CancelAnswer(
         success=True,

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from fluxion_etl.errors import BadInputError
 from fluxion_etl.settings import load_settings
-from fluxion_etl.store.db import create_db_engine, current_revision, head_revision, upgrade
+from fluxion_etl.store.db import (
+    create_db_engine,
+    current_revision,
+    head_revision,
+    revisions,
+    upgrade,
+)
 
 db_app = typer.Typer(help="The database schema (Alembic migrations shipped with the package).")
 
@@ -19,9 +26,23 @@ def upgrade_command(
     revision: str = typer.Argument("head", help="Target revision; the newest by default."),
 ) -> None:
     """Create or migrate the schema of FLUXION_DATABASE_URL; safe to run from several processes."""
+    shipped = revisions()
+    if revision != "head" and revision not in shipped:
+        raise BadInputError(
+            "revision", f"unknown revision {revision!r}; give one of {', '.join(shipped)} or head"
+        )
     engine = create_db_engine(load_settings().database_url, pool_size=1)
     try:
         before = current_revision(engine)
+        if (
+            before in shipped
+            and revision in shipped
+            and shipped.index(revision) < shipped.index(before)
+        ):
+            raise BadInputError(
+                "revision",
+                f"the schema is at {before}, past {revision}: upgrade only moves forward",
+            )
         upgrade(engine, revision)
         after = current_revision(engine)
     finally:

@@ -130,3 +130,38 @@ def main() -> None:
     except FluxionError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        message = database_error(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(2)
+
+
+def database_error(exc: BaseException) -> str | None:
+    """One line for a database that cannot be used as configured (a wrong URL, a database or
+    directory that does not exist, a server that is down), naming the URL without its password;
+    None for any other exception (a bug keeps its traceback)."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(exc, sa_exc.SQLAlchemyError):
+        return None
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(cause).__name__
+    return (
+        f"cannot use the database {_configured_database()}: {reason} "
+        "(check FLUXION_DATABASE_URL: host, port, database name and options; the database, "
+        "or a SQLite file's directory, must exist)"
+    )
+
+
+def _configured_database() -> str:
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    url = os.environ.get("FLUXION_DATABASE_URL", "sqlite:///fluxion.db")
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "given"

@@ -228,6 +228,12 @@ def head_revision() -> str:
     return head
 
 
+def revisions() -> list[str]:
+    """Every revision shipped, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
 def check_schema(engine: Engine) -> None:
     """Refuse a database whose schema is missing or not the revision this code was built for."""
     current, head = current_revision(engine), head_revision()

@@ -68,10 +68,16 @@ class LocationContext:
             self.rt.on_progress(self.location.id, stage, detail)
 
     def commit_success(
-        self, conn: Connection, result: LocationResult, *, watermark: datetime | None = None
+        self,
+        conn: Connection,
+        result: LocationResult,
+        *,
+        watermark: datetime | None = None,
+        fresh: bool = True,
     ) -> None:
         """In the load transaction: the item's counters and sync state commit with the rows, and
-        the lease is freed with them (one transaction a location fewer)."""
+        the lease is freed with them (one transaction a location fewer). ``fresh``: the load
+        read the location's data up to now (not only past days), so it counts for freshness."""
         now = self.rt.clock.now()
         ledger.finish_item(
             conn,
@@ -93,6 +99,7 @@ class LocationContext:
             run_id=self.run_id,
             now=now,
             watermark=watermark,
+            fresh=fresh,
         )
         leases.release(conn, job=self.job.value, location_id=self.location.id, run_id=self.run_id)
         self.released_with_load = True

@@ -60,6 +60,7 @@ def sync_sales_days(
 ) -> LocationResult:
     """Whole local days (backfill and reconcile), one transaction and one lease per day."""
     result = LocationResult()
+    read_to_now = False
     for index, day in enumerate(days):
         ctx.check_deadline()
         now = ctx.rt.clock.now()
@@ -74,10 +75,13 @@ def sync_sales_days(
             _reacquire(ctx)
         # Today's window is cut at ``now`` (to the second): it reads up to now, so the
         # watermark moves there. Compared with this ``now``, not a later one: KLK takes time.
-        _sync_day(ctx, window, result, reaches_now=window.end >= now.replace(microsecond=0))
+        reaches_now = window.end >= now.replace(microsecond=0)
+        _sync_day(ctx, window, result, reaches_now=reaches_now)
+        read_to_now = read_to_now or reaches_now
         ctx.progress("day", day.isoformat())
     with ctx.rt.engine.begin() as conn:
-        ctx.commit_success(conn, result)
+        # Days that end before now make nothing fresh: only a read up to now does (freshness).
+        ctx.commit_success(conn, result, fresh=read_to_now)
     ctx.log.info("sales days loaded", ctx.location.id, days=len(days), **_fields(result.counters))
     return result
 

@@ -72,15 +72,18 @@ def record_success(
     run_id: int,
     now: datetime,
     watermark: datetime | None = None,
+    fresh: bool = True,
 ) -> None:
-    """A success closes the circuit, clears the failure count and may advance the watermark."""
-    success = {
-        "last_success_at": now,
-        "last_success_run_id": run_id,
+    """A success closes the circuit, clears the failure count and may advance the watermark.
+    Only a ``fresh`` one (data read up to now, not only past days) is the last success that
+    freshness judges."""
+    success: dict[str, object] = {
         "last_attempt_at": now,
         "consecutive_failures": 0,
         "circuit_open_until": None,
     }
+    if fresh:
+        success |= {"last_success_at": now, "last_success_run_id": run_id}
     stmt = _insert(conn, job, location_id, watermark=watermark, **success)
     conn.execute(
         stmt.on_conflict_do_update(

@@ -11,7 +11,12 @@ import typer
 from typer.testing import CliRunner, Result
 
 from fluxion_etl.cli.schedules import register
-from fluxion_etl.errors import CronError, InexpressibleError, ScheduleChangeRefusedError
+from fluxion_etl.errors import (
+    BadInputError,
+    CronError,
+    InexpressibleError,
+    ScheduleChangeRefusedError,
+)
 from fluxion_etl.store.db import create_db_engine, upgrade
 from fluxion_etl.store.ledger import list_runs
 
@@ -120,6 +125,28 @@ def test_a_fire_starts_once_and_is_listed(database: str) -> None:
     assert [(f["schedule"], f["outcome"], f["source"]) for f in fires] == [
         ("inventory", "started", "external"),
     ]
+
+
+def test_check_warns_of_a_disabled_schedule(database: str) -> None:
+    assert run("schedules", "check").exit_code == 0
+    run("schedules", "disable", "sales")
+
+    checked = run("schedules", "check")
+
+    assert checked.exit_code == 1
+    assert "warning: schedule sales (sales) is disabled" in checked.stdout
+    assert "schedules enable sales" in checked.stdout
+
+
+def test_a_fire_at_a_time_the_schedule_does_not_fire_is_refused(database: str) -> None:
+    off_cron = run("schedules", "fire", "inventory", "--at", "2026-01-05T09:31:00-04:00")
+    future = run("schedules", "fire", "inventory", "--at", "2031-01-05T10:00:00-04:00")
+
+    for result, why in ((off_cron, "not a fire time"), (future, "in the future")):
+        assert isinstance(result.exception, BadInputError)
+        assert str(result.exception).startswith("--at: ")
+        assert why in str(result.exception)
+    assert json.loads(run("fires", "list", "--json").stdout) == []
 
 
 def test_a_manual_trigger_queues_a_cli_run_recorded_as_a_manual_fire(database: str) -> None:

@@ -35,6 +35,7 @@ from fluxion_etl.domain.schedules import (
     ActiveHours,
     FireSource,
     ScheduleDef,
+    fire_time_problem,
     manual_request,
     upcoming_fires,
 )
@@ -181,9 +182,19 @@ def schedules_check() -> None:
 
 
 def _warnings(stored: list[StoredSchedule], config: ChainConfig, now: datetime) -> list[str]:
+    """A disabled schedule syncs nothing: it is a warning of its own, its hours are not judged."""
     week = now.date()
-    return [
-        w for s in stored for w in schedule_warnings(s.definition, config.locations, week_of=week)
+    disabled = [
+        f"schedule {s.definition.name} ({s.definition.job.value}) is disabled: nothing it "
+        f"covers is synced until `fluxion-etl schedules enable {s.definition.name}`"
+        for s in stored
+        if not s.definition.enabled
+    ]
+    return disabled + [
+        w
+        for s in stored
+        if s.definition.enabled
+        for w in schedule_warnings(s.definition, config.locations, week_of=week)
     ]
 
 
@@ -331,7 +342,11 @@ def schedules_fire(
 def _fire_time(schedule: ScheduleDef, at: str | None, now: datetime) -> datetime:
     if at is None:
         return cron.previous_fire(schedule.cron, schedule.timezone, now)
-    return aware(at, "--at")
+    scheduled_for = aware(at, "--at")
+    problem = fire_time_problem(schedule, scheduled_for, now)
+    if problem is not None:
+        raise BadInputError("--at", problem)
+    return scheduled_for
 
 
 def _execute(rt: Runtime, run_id: int) -> None:
@@ -365,6 +380,8 @@ def fires_list(
     wanted = _outcome(outcome)
     start = None if since is None else aware(since, "--since")
     with open_database() as db, db.engine.connect() as conn:
+        if schedule is not None:
+            require_schedule(conn, schedule)  # a mistyped name would list nothing
         zones = {s.name: s.definition.timezone for s in list_schedules(conn)}
         found = list_fires(conn, schedule_name=schedule, outcome=wanted, since=start, limit=limit)
     if as_json:

@@ -188,6 +188,33 @@ def fire_key(schedule_name: str, scheduled_for: datetime) -> str:
     return f"fire:{schedule_name}:{scheduled_for.astimezone(UTC).isoformat()}"
 
 
+FIRE_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of our clock a delivered fire's scheduled time may be (the sender's clock)."""
+
+
+def fire_time_problem(schedule: ScheduleDef, scheduled_for: datetime, now: datetime) -> str | None:
+    """Why a fire delivered from outside cannot be this schedule's, or None when it can: its time
+    must be one of the schedule's fire times and not ahead of now. A fire is recorded once per
+    (schedule, time): a made-up time would start a run no schedule asked for, and a future one
+    would take the key of the real fire, which would then be answered ``duplicate``."""
+    if scheduled_for > now + FIRE_CLOCK_SKEW:
+        return (
+            f"{_utc_text(scheduled_for)} is in the future (now {_utc_text(now)}): a fire names "
+            "the time it was due"
+        )
+    latest = cron.previous_fire(schedule.cron, schedule.timezone, scheduled_for)
+    if latest != scheduled_for:
+        return (
+            f"{_utc_text(scheduled_for)} is not a fire time of schedule {schedule.name} "
+            f"({schedule.cron} in {schedule.timezone}); the latest before it is {_utc_text(latest)}"
+        )
+    return None
+
+
+def _utc_text(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def decide_fire(
     schedule: ScheduleDef, scheduled_for: datetime, now: datetime, mode: FireSource
 ) -> FireOutcome | None:

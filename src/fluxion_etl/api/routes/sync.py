@@ -38,7 +38,7 @@ from fluxion_etl.api.trigger import (
     start_run,
 )
 from fluxion_etl.domain.requests import RunRequest
-from fluxion_etl.domain.schedules import FireSource, decide_fire
+from fluxion_etl.domain.schedules import FireSource, decide_fire, fire_time_problem
 from fluxion_etl.domain.states import FireOutcome, Job, Trigger
 from fluxion_etl.errors import BadInputError
 
@@ -280,10 +280,13 @@ def answer_fire(
         )
     if request.locations is None and schedule.locations is not None:
         request = replace(request, locations=schedule.locations)
+    now = services.clock.now()
+    problem = fire_time_problem(schedule, fire.scheduled_for, now)
+    if problem is not None:
+        raise BadInputError(SCHEDULED_TIME_HEADER, problem)
     earlier = fires.earlier_delivery(services, fire)
     if earlier is not None:
         return earlier
-    now = services.clock.now()
     outcome = decide_fire(schedule, fire.scheduled_for, now, FireSource.EXTERNAL)
     if outcome is not None:
         detail = fires.not_started_detail(outcome, schedule, fire, now)

@@ -150,6 +150,7 @@ def test_a_streamed_body_over_the_limit_is_413_too(api: Api) -> None:
         ("job=payroll", "job"),
         ("offset=-1", "offset"),
         ("location=tienda_01%00", "location"),
+        ("location=tienda_99", "location"),
     ],
 )
 def test_bad_run_filters_are_422_naming_the_parameter(api: Api, query: str, field: str) -> None:

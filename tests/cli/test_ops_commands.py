@@ -209,3 +209,12 @@ def test_freshness_exits_0_when_everything_is_fresh(invoke: Invoke, database: Da
 
     assert result.exit_code == 0, result.output
     assert f"all {len(listed)} fresh" in result.stdout
+
+
+def test_a_filter_on_an_unknown_location_is_bad_input_not_an_empty_list(invoke: Invoke) -> None:
+    """A mistyped id would list nothing and look like good news."""
+    result = invoke("runs", "list", "--location", "tienda_99")
+
+    assert isinstance(result.exception, BadInputError)
+    assert str(result.exception).startswith("--location: unknown location 'tienda_99'; known: ")
+    assert invoke("runs", "list", "--location", "tienda_01").exit_code == 0

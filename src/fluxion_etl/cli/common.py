@@ -59,6 +59,15 @@ def open_runtime(*, check_schema: bool = True) -> Iterator[Runtime]:
         engine.dispose()
 
 
+def known_location(config: ChainConfig, location_id: str | None, flag: str) -> str | None:
+    """``location_id`` when the configuration knows it (None passes): a filter on a mistyped id
+    would list nothing and look like good news."""
+    if location_id is not None and not config.knows(location_id):
+        known = ", ".join(sorted(config.location_ids))
+        raise BadInputError(flag, f"unknown location {location_id!r}; known: {known}")
+    return location_id
+
+
 def parse_date(value: str | None, flag: str) -> date | None:
     if value is None:
         return None

@@ -12,7 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fluxion_etl.cli.common import is_terminal, open_runtime, parse_date, print_json
+from fluxion_etl.cli.common import (
+    is_terminal,
+    known_location,
+    open_runtime,
+    parse_date,
+    print_json,
+)
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
 from fluxion_etl.engine.runner import execute_run, locations_for
@@ -197,6 +203,7 @@ def runs_list(
             "--status", f"{status!r}: use one of {', '.join(s.value for s in RunStatus)}"
         )
     with open_runtime() as rt, rt.engine.connect() as conn:
+        known_location(rt.config, location, "--location")
         rows = ledger.list_runs(conn, job=job, status=status, location_id=location, limit=limit)
     if as_json:
         print_json([_run_dict(r) for r in rows])

@@ -25,6 +25,7 @@ from fluxion_etl.api.schemas import (
 )
 from fluxion_etl.domain.requests import ItemCounters
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
+from fluxion_etl.errors import BadInputError
 from fluxion_etl.store import audit, ledger
 from fluxion_etl.store.ledger import ItemRow, RunRow
 
@@ -56,6 +57,9 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> RunsPage:
+    if location is not None and not services.config.knows(location):
+        known = ", ".join(sorted(services.config.location_ids))
+        raise BadInputError("location", f"unknown location {location!r}; known: {known}")
     with services.read_engine.connect() as conn:
         rows = ledger.list_runs(
             conn,

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import typer
@@ -20,6 +21,7 @@ from fluxion_etl.domain.states import Job, RunStatus, Trigger
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.store import audit, ledger, sync_state, tokens
 from fluxion_etl.store.db import create_db_engine, upgrade
+from fluxion_etl.store.runlogs import save_raw_payload
 
 Invoke = Callable[..., Result]
 Database = tuple[str, Engine]
@@ -218,3 +220,29 @@ def test_a_filter_on_an_unknown_location_is_bad_input_not_an_empty_list(invoke: 
     assert isinstance(result.exception, BadInputError)
     assert str(result.exception).startswith("--location: unknown location 'tienda_99'; known: ")
     assert invoke("runs", "list", "--location", "tienda_01").exit_code == 0
+
+
+def test_runs_payloads_lists_and_saves_the_kept_answers(
+    invoke: Invoke, database: Database, tmp_path: Path
+) -> None:
+    _, engine = database
+    body = b'{"error": "No se pudo conectar"}'
+    with engine.begin() as conn:
+        request = RunRequest(job=Job.SALES, trigger=Trigger.API, requested_by="x")
+        run_id = ledger.create_run(conn, request, now=NOW).run_id
+        save_raw_payload(
+            conn, run_id=run_id, location_id="tienda_03", call="ventas", category="error_body",
+            body=body, now=NOW, max_bytes=10,
+        )  # fmt: skip
+
+    listed = invoke("runs", "payloads", str(run_id))
+    saved = invoke("runs", "payloads", str(run_id), "--save", str(tmp_path / "kept"))
+    none = invoke("runs", "payloads", "999")
+
+    assert listed.exit_code == 0, listed.output
+    assert f"tienda_03 ventas error_body {NOW.isoformat(timespec='seconds')}" in listed.stdout
+    assert f"{len(body)} bytes, first 10 kept" in listed.stdout
+    files = list((tmp_path / "kept").iterdir())
+    assert [f.read_bytes() for f in files] == [body[:10]]
+    assert str(files[0]) in saved.stdout
+    assert isinstance(none.exception, BadInputError)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
     app.command("freshness")(freshness_command)
     runs_app.command("logs")(runs_logs)
+    runs_app.command("payloads")(runs_payloads)
     runs_app.command("cancel")(runs_cancel)
 
 
@@ -144,6 +146,46 @@ def runs_logs(
             time.sleep(poll)
     if follow:
         typer.echo(f"run {run_id} {run.status.value}")
+
+
+def runs_payloads(
+    run_id: Annotated[int, typer.Argument(help="The run's id.")],
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save", help="Write each kept answer to this directory (created), one file each."
+        ),
+    ] = None,
+) -> None:
+    """KLK's answers to a run's failed calls, as received (kept for inspection, cut at
+    FLUXION_RAW_PAYLOAD_MAX_BYTES): which location and call, why it failed, its size."""
+    from fluxion_etl.store.runlogs import read_raw_payloads
+
+    with _database() as (engine, _), engine.connect() as conn:
+        if ledger.get_run(conn, run_id) is None:
+            raise BadInputError("RUN_ID", f"no run {run_id}")
+        payloads = read_raw_payloads(conn, run_id)
+    if not payloads:
+        typer.echo(f"run {run_id}: no KLK answer kept (none of its calls failed on a body)")
+        return
+    if save is not None:
+        try:
+            save.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInputError("--save", f"cannot create {save}: {exc.strerror}") from None
+    for payload in payloads:
+        kept = len(payload.body or b"")
+        cut = f", first {kept} kept" if payload.truncated else ""
+        line = (
+            f"{payload.id} {payload.location_id} {payload.call} {payload.category} "
+            f"{payload.captured_at.isoformat(timespec='seconds')} {payload.size} bytes{cut}"
+        )
+        if save is not None:
+            name = f"run{run_id}-{payload.id}-{payload.location_id}-{payload.call}.body"
+            target = save / name.replace("/", "_")
+            target.write_bytes(payload.body or b"")
+            line += f" -> {target}"
+        typer.echo(line)
 
 
 def _log_text(line: LogRow) -> str:

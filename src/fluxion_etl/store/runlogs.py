@@ -145,6 +145,31 @@ def save_raw_payload(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PayloadRow:
+    """A failed call's kept answer (``save_raw_payload``)."""
+
+    id: int
+    location_id: str
+    call: str
+    category: str
+    captured_at: datetime
+    size: int  # of the whole answer; ``body`` holds at most the first ``max_bytes``
+    truncated: bool
+    body: bytes | None
+
+
+def read_raw_payloads(conn: Connection, run_id: int) -> list[PayloadRow]:
+    """The answers kept for a run's failed calls, in the order they came."""
+    p = raw_payloads.c
+    query = (
+        select(p.id, p.location_id, p.call, p.category, p.captured_at, p.size, p.truncated, p.body)
+        .where(p.run_id == run_id)
+        .order_by(p.id)
+    )
+    return [PayloadRow(**row) for row in conn.execute(query).mappings()]
+
+
 def purge_raw_payloads(conn: Connection, *, older_than: datetime) -> int:
     """Payload retention: delete payloads captured before ``older_than``."""
     return conn.execute(

@@ -5,12 +5,14 @@ the same command: test_engine_crash.py, on both dialects.)"""
 
 from __future__ import annotations
 
+import signal
+import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_cli import cli_chain, closed_port_url, finish, one_line, table_counts
+from engine_cli import Finished, cli_chain, closed_port_url, finish, one_line, table_counts
 from engine_support import (
     CARACAS,
     D1,
@@ -18,6 +20,7 @@ from engine_support import (
     LOCATIONS,
     NOW,
     STORES,
+    Outcome,
     assert_sales_equal_served,
     build_world,
     chain_config,
@@ -25,7 +28,7 @@ from engine_support import (
     latest_run,
     outcome,
 )
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.requests import RunRequest
@@ -133,3 +136,54 @@ def test_bad_input_is_refused_before_anything_is_written(
     assert fix in str(refused.value)
     assert "\n" not in str(refused.value)
     assert set(table_counts(engine).values()) == {0}, "nothing written"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_an_interrupted_run_finishes_what_it_loads_and_a_second_interrupt_abandons_it(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT) on ``run``: no run is left ``running`` until its lease expires."""
+    if not migrated_url.startswith("sqlite"):
+        pytest.skip("a whole process per case; nothing here depends on the dialect")
+    with cli_chain(migrated_url, tmp_path, CLOSED) as cli:
+        chain = cli.chain
+        chain.plan.replace(list(parse_faults("catalogue@*:latency=0.5")))
+
+        def interrupted(times: int) -> tuple[Finished, Outcome]:
+            known = {r.id for r in _runs(chain.engine)}
+            process = cli.launch("run", "inventory")
+            deadline = time.monotonic() + 120
+            run_id = None
+            while time.monotonic() < deadline:  # until its first location is loaded
+                new = [r.id for r in _runs(chain.engine) if r.id not in known]
+                run_id = new[0] if new else None
+                items = outcome(chain.engine, run_id).items.values() if run_id else ()
+                if any(i.status is ItemStatus.SUCCEEDED for i in items):
+                    break
+                time.sleep(0.05)
+            for _ in range(times):
+                process.send_signal(signal.SIGINT)
+                time.sleep(0.2)
+            assert run_id is not None
+            return finish(process), outcome(chain.engine, run_id)
+
+        once, stopped = interrupted(1)
+        twice, abandoned = interrupted(2)
+
+    assert once.returncode == 1, once
+    assert "stopping; the locations loading finish" in once.stderr
+    assert stopped.status in (RunStatus.PARTIAL, RunStatus.FAILED)
+    statuses = [i.status for i in stopped.items.values()]
+    assert ItemStatus.SUCCEEDED in statuses
+    assert ItemStatus.FAILED in statuses
+    assert all(
+        "before this location started; left for the next run" in (i.error_message or "")
+        for i in stopped.items.values()
+        if i.status is ItemStatus.FAILED
+    )
+    assert twice.returncode == 130, twice
+    assert abandoned.status is RunStatus.ABANDONED
+    assert abandoned.run.error_message == "interrupted from the command line"
+    with chain.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM leases")).scalar_one() == 0

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -97,9 +100,44 @@ def _run_and_report(job: Job, trigger: Trigger, location: list[str] | None, **kw
         )
         result = submit(rt.engine, request, config=rt.config, settings=rt.settings, clock=rt.clock)
         scope = locations_for(rt, job, list(request.locations) if request.locations else None)
-        status = _execute_with_progress(rt, result.run_id, len(scope))
+        with _interruptible(rt, result.run_id):
+            status = _execute_with_progress(rt, result.run_id, len(scope))
         _print_run(rt, result.run_id)
     raise typer.Exit(0 if status is RunStatus.SUCCEEDED else 1)
+
+
+@contextmanager
+def _interruptible(rt: Runtime, run_id: int) -> Iterator[None]:
+    """Ctrl-C or SIGTERM: start no more locations, let those loading finish (each commits whole
+    or not at all) and end the run with the rest left for the next one. A second one aborts: the
+    run is marked abandoned at once (its unfinished locations failed, their leases freed) rather
+    than left ``running`` until its lease expires."""
+    stopping = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        typer.echo(
+            f"run {run_id}: stopping; the locations loading finish, the others are left for the "
+            "next run (again to abort now)",
+            err=True,
+        )
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rt.stop_requested = stopping.is_set
+    try:
+        yield
+    except KeyboardInterrupt:
+        with rt.engine.begin() as conn:
+            leases.abandon_run(
+                conn, run_id, now=rt.clock.now(), message="interrupted from the command line"
+            )
+        typer.echo(f"run {run_id}: abandoned (interrupted)", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _reap(rt: Runtime) -> None:

@@ -360,7 +360,8 @@ def _mark_unstarted(
             (
                 "run cancelled before this location started"
                 if cancelled
-                else "service shutting down before this location started; left for the next run"
+                else "stopped (shutdown or interrupt) before this location started; left for the "
+                "next run"
             ),
         )
     else:

@@ -108,10 +108,11 @@ class MassDeletionHeldError(FluxionError):
 
 
 class SchemaNotReadyError(FluxionError):
-    def __init__(self, current: str | None, head: str) -> None:
+    def __init__(self, current: str | None, head: str, *, why: str | None = None) -> None:
         state = "missing" if current is None else f"at {current}"
         super().__init__(
-            f"database schema is {state}, the code needs {head}: run `fluxion-etl db upgrade`"
+            why
+            or f"database schema is {state}, the code needs {head}: run `fluxion-etl db upgrade`"
         )
 
 

@@ -33,6 +33,8 @@ def fluxion(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedPro
 def test_an_unusable_database_is_one_line_and_exit_2(
     tmp_path: Path, url: str, reason: str, command: tuple[str, ...]
 ) -> None:
+    if command == ("runs", "list") and url.startswith("sqlite"):
+        pytest.skip("a missing SQLite file is refused before connecting: the test below")
     done = fluxion(*command, database_url=url.format(tmp=tmp_path), cwd=tmp_path)
 
     assert done.returncode == 2, done.stderr
@@ -56,3 +58,13 @@ def test_db_upgrade_refuses_an_unknown_revision_and_a_step_back(tmp_path: Path) 
     assert "unknown revision '9999'; give one of 0001" in unknown.stderr
     assert "past 0001: upgrade only moves forward" in back.stderr
     assert "Traceback" not in unknown.stderr + back.stderr
+
+
+def test_a_mistyped_sqlite_path_is_refused_without_creating_a_file(tmp_path: Path) -> None:
+    typo = tmp_path / "fluxoin.db"
+
+    done = fluxion("runs", "list", database_url=f"sqlite:///{typo}", cwd=tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    assert f"there is no database at {typo}" in done.stderr
+    assert not typo.exists()

@@ -234,8 +234,32 @@ def revisions() -> list[str]:
     return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 
+def _require_sqlite_file(engine: Engine) -> None:
+    database = engine.url.database
+    if database in (None, "", ":memory:"):
+        raise SchemaNotReadyError(
+            None,
+            head_revision(),
+            why="an in-memory SQLite database is empty in every process: give a file, e.g. "
+            "FLUXION_DATABASE_URL=sqlite:///fluxion.db",
+        )
+    path = Path(database).resolve()
+    if not path.is_file():
+        raise SchemaNotReadyError(
+            None,
+            head_revision(),
+            why=f"there is no database at {path}: check FLUXION_DATABASE_URL, or create it "
+            "there with `fluxion-etl db upgrade`",
+        )
+
+
 def check_schema(engine: Engine) -> None:
-    """Refuse a database whose schema is missing or not the revision this code was built for."""
+    """Refuse a database whose schema is missing or not the revision this code was built for.
+
+    A SQLite file that does not exist is refused before connecting (which would create it): a
+    mistyped path must not leave an empty database behind, nor ask to upgrade it."""
+    if engine.dialect.name == "sqlite":
+        _require_sqlite_file(engine)
     current, head = current_revision(engine), head_revision()
     if current != head:
         raise SchemaNotReadyError(current, head)

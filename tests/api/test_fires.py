@@ -93,7 +93,7 @@ def test_a_fire_outside_the_active_hours_is_skipped(api: Api) -> None:
 
 def test_a_fire_older_than_the_maximum_event_age_is_missed(api: Api) -> None:
     seed(api)
-    late = NOW - timedelta(hours=1, seconds=1)
+    late = NOW - timedelta(hours=1, minutes=30)  # a fire time, older than the hour allowed
 
     answer = fire(api, "inventory", at=late)
 
@@ -114,9 +114,10 @@ def test_a_repeated_skipped_fire_is_a_duplicate(api: Api) -> None:
 
 def test_a_repeated_started_fire_is_a_duplicate_of_its_run(api: Api) -> None:
     seed(api)
-    first = fire(api, "sales", path=SALES).json()
+    at = NOW - timedelta(minutes=25)  # sales fire at :05 and :35
+    first = fire(api, "sales", at=at, path=SALES).json()
 
-    again = fire(api, "sales", path=SALES)
+    again = fire(api, "sales", at=at, path=SALES)
 
     assert again.status_code == 200
     assert (again.json()["status"], again.json()["run_id"]) == ("duplicate", first["run_id"])
@@ -147,7 +148,7 @@ def test_a_fire_for_all_locations_runs_over_its_schedules_locations(api: Api) ->
     )
     seed(api, two)
 
-    answer = fire(api, "inventory-pair")
+    answer = fire(api, "inventory-pair", at=NOW - timedelta(minutes=45))
 
     with api.services.engine.connect() as conn:
         scope = conn.execute(

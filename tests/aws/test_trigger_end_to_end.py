@@ -33,6 +33,7 @@ from fluxion_etl.store.schema import runs
 
 NOW = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)  # Monday 10:00 in Caracas
 AT = "2026-01-05T14:00:00Z"  # how EventBridge Scheduler writes <aws.scheduler.scheduled-time>
+AT_SALES = "2026-01-05T13:35:00Z"  # the sales schedule fires at :05 and :35
 
 
 @dataclass
@@ -53,8 +54,9 @@ class Chain:
             return ledger.list_runs(conn)
 
     def fire_row(self, name: str) -> schedules.FireRow | None:
+        at = datetime.fromisoformat(AT_SALES if name == "sales" else AT)
         with self.engine.connect() as conn:
-            return schedules.get_fire(conn, name, NOW)
+            return schedules.get_fire(conn, name, at)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,9 @@ def test_a_fire_starts_a_run_on_ecs(chain: Chain) -> None:
 
 
 def test_the_same_fire_delivered_twice_is_one_run(chain: Chain) -> None:
-    first, again = chain.fire(fire_event("sales", "sales", AT), fire_event("sales", "sales", AT))
+    first, again = chain.fire(
+        fire_event("sales", "sales", AT_SALES), fire_event("sales", "sales", AT_SALES)
+    )
 
     assert first["ok"]["http_status"] == 202
     assert again["ok"]["http_status"] == 200
@@ -123,7 +127,7 @@ def test_a_fire_of_a_disabled_schedule_succeeds_with_the_skip_recorded(chain: Ch
     with chain.engine.begin() as conn:
         schedules.update_schedule(conn, "sales", enabled=False, by="ana", now=NOW, mode="external")
 
-    (result,) = chain.fire(fire_event("sales", "sales", AT))
+    (result,) = chain.fire(fire_event("sales", "sales", AT_SALES))
 
     assert result["ok"]["status"] == FireOutcome.SKIPPED_DISABLED.value
     assert chain.runs() == []

@@ -221,3 +221,30 @@ def test_pages_have_no_inline_script_or_style_the_policy_would_block(pages: Page
 def test_the_api_keeps_its_own_headers(pages: Pages) -> None:
     """The OpenAPI page loads Swagger UI from a CDN: the pages' policy must not break it."""
     assert "content-security-policy" not in pages.client.get("/docs").headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "text"),
+    [
+        ("GET", "/runs?offset=abc", 422, "La dirección tiene un valor incorrecto (offset: "),
+        ("GET", "/gaps?days=abc", 422, "La dirección tiene un valor incorrecto (days: "),
+        ("GET", "/schedules/nope/edit", 404, "No existe esa página."),
+        ("POST", "/runs", 405, "Esta dirección no admite esa petición"),
+    ],
+)
+def test_an_address_refused_before_any_page_runs_is_answered_with_a_page(
+    pages: Pages, method: str, path: str, status: int, text: str
+) -> None:
+    """In the page's language (Spanish by default), not the API's JSON."""
+    client = pages.login("read")
+
+    answer = client.request(method, path)
+
+    assert answer.status_code == status
+    assert answer.headers["content-type"].startswith("text/html")
+    assert text in answer.text
+    assert (
+        client.get("/api/etl/runs?offset=abc")
+        .headers["content-type"]
+        .startswith("application/json")
+    )

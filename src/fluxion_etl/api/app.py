@@ -18,7 +18,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -33,7 +33,7 @@ from fluxion_etl.api.routes import gaps, health, locations, metrics, runs, sync
 from fluxion_etl.api.security import BearerRequired
 from fluxion_etl.errors import BadInputError, SchemaNotReadyError
 from fluxion_etl.settings import Settings
-from fluxion_etl.web.routes import mount_web
+from fluxion_etl.web.routes import error_page, is_web_path, mount_web
 
 log = structlog.get_logger("fluxion.api")
 
@@ -132,10 +132,12 @@ def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
     return _AsciiJSONResponse(body, status_code=status)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [_field_error(err) for err in exc.errors()]
     message = "; ".join(f"{e['field']}: {e['rule']}" for e in errors)
+    if is_web_path(request.url.path):
+        return error_page(request, 422, message)
     detail = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
     return _answer(422, message, errors=errors, detail=detail)
 
@@ -164,8 +166,10 @@ async def _bad_input(request: Request, exc: Exception) -> JSONResponse:
     return _answer(422, str(exc), errors=errors, detail=errors)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405) and is_web_path(request.url.path):
+        return error_page(request, exc.status_code)
     answer = _answer(exc.status_code, str(exc.detail), detail=exc.detail)
     answer.headers.update(exc.headers or {})
     return answer

@@ -75,6 +75,18 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"message": exc.message}, status=403)
 
 
+def error_page(request: Request, status: int, detail: str | None = None) -> Response:
+    """A control centre page answering a request the app refused before any page ran (a wrong
+    parameter in the address, no such page, a form sent to a page): a page, not the API's JSON."""
+    if status == 422:
+        message = Message("error.bad_parameter", {"detail": detail or ""})
+    elif status == 405:
+        message = Message("error.method")
+    else:
+        message = Message("error.no_page")
+    return render(request, "error.html", {"message": message}, status=status)
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageNotFound)
     return render(request, "error.html", {"message": exc.message}, status=404)

@@ -11,9 +11,12 @@ from ops_support import CARACAS, TODAY, local
 from sqlalchemy import Engine
 
 from fluxion_etl.config import ChainConfig, parse_config
+from fluxion_etl.domain.requests import RunRequest
+from fluxion_etl.domain.states import ItemStatus, Job, Trigger
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.ops.gaps import LocationGap, list_gaps, summarize
 from fluxion_etl.ops.recover import plan_recovery
+from fluxion_etl.store import ledger
 from fluxion_etl.store.coverage import add_coverage
 
 YESTERDAY = TODAY - timedelta(days=1)
@@ -124,6 +127,28 @@ def test_time_before_the_first_synced_range_and_the_settle_margin_are_not_gaps(
 
 def test_a_location_never_synced_has_no_gaps(engine: Engine, config: ChainConfig) -> None:
     assert gaps_at(engine, config, local(TODAY, 16)) == []
+
+
+def test_days_a_backfill_asked_for_and_never_loaded_are_gaps(
+    engine: Engine, config: ChainConfig
+) -> None:
+    """The store's backfill of three days failed, today's sync succeeded: those days are gaps,
+    though nothing before today was ever loaded (SPEC §4.9: a store that lost days)."""
+    asked = TODAY - timedelta(days=3)
+    with engine.begin() as conn:
+        request = RunRequest(
+            job=Job.SALES, trigger=Trigger.BACKFILL, locations=("tienda_01",),
+            date_from=asked, date_to=YESTERDAY, requested_by="ops",
+        )  # fmt: skip
+        run_id = ledger.create_run(conn, request, now=local(TODAY, 8)).run_id
+        ledger.create_items(conn, run_id, ["tienda_01"])
+        ledger.finish_item(conn, run_id, "tienda_01", ItemStatus.FAILED, now=local(TODAY, 8))
+    cover(engine, "tienda_01", local(TODAY, 0), local(TODAY, 16))
+
+    found = gaps_at(engine, config, local(TODAY, 16), location_id="tienda_01")
+
+    assert sorted({g.day for g in found}) == [asked, asked + timedelta(days=1), YESTERDAY]
+    assert gaps_at(engine, config, local(TODAY, 16), location_id="tienda_08") == []
 
 
 def test_only_the_last_n_local_days_are_judged(engine: Engine, config: ChainConfig) -> None:

@@ -10,9 +10,9 @@ so that stretch must be read again before anyone trusts it).
 
 What is judged, per active location with sales (a distribution centre has none):
 - from local midnight ``days - 1`` days before today (``days=1``: today only), but never before
-  the location's first covered range: time before it is history never loaded, not a gap
-  (``fluxion-etl run sales --from ... --to ...`` loads it); a location never synced has no gaps
-  (its staleness is what is alerted);
+  the location's first covered range or the first day a backfill asked for: time before both is
+  history never loaded, not a gap (``fluxion-etl run sales --from ... --to ...`` loads it); a
+  location never synced nor asked for has no gaps (its staleness is what is alerted);
 - up to ``now - settle``: the last minutes are covered by the next scheduled run, not missing.
 
 Each gap lies within one local business day (it is cut at local midnight), so recovery can re-read
@@ -32,6 +32,7 @@ from sqlalchemy import Connection, func, select
 from fluxion_etl.config import ChainConfig
 from fluxion_etl.domain.intervals import Interval
 from fluxion_etl.domain.records import Location
+from fluxion_etl.domain.states import Job
 from fluxion_etl.domain.windows import (
     local_date,
     local_day_bounds,
@@ -40,7 +41,7 @@ from fluxion_etl.domain.windows import (
 )
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.store import coverage
-from fluxion_etl.store.schema import sales_coverage
+from fluxion_etl.store.schema import run_items, runs, sales_coverage
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 92
@@ -91,7 +92,7 @@ def list_gaps(
     if not 1 <= days <= MAX_DAYS:
         raise BadInputError("days", f"{days} is out of range: give 1 to {MAX_DAYS}")
     locations = sales_locations(config, location_id)
-    firsts = history_starts(conn, [loc.id for loc in locations])
+    firsts = history_starts(conn, locations)
     out: list[LocationGap] = []
     for location in locations:
         first = firsts.get(location.id)
@@ -123,17 +124,36 @@ def window_start(location: Location, now: datetime, days: int) -> datetime:
     return local_midnight(today - timedelta(days=days - 1), location.zone)
 
 
-def history_starts(conn: Connection, location_ids: Sequence[str]) -> dict[str, datetime]:
-    """Where each location's sales history begins: its earliest covered instant."""
-    if not location_ids:
+def history_starts(conn: Connection, locations: Sequence[Location]) -> dict[str, datetime]:
+    """Where each location's sales history begins: its earliest covered instant, or the local
+    midnight of the earliest day a run asked for (a backfill or a recovery), whichever is
+    earlier. A day asked for and never loaded is a gap, though nothing before it was loaded."""
+    if not locations:
         return {}
+    ids = [loc.id for loc in locations]
     column = sales_coverage.c
-    query = (
+    covered = (
         select(column.location_id, func.min(column.covered_from).label("first"))
-        .where(column.location_id.in_(list(location_ids)))
+        .where(column.location_id.in_(ids))
         .group_by(column.location_id)
     )
-    return {str(row.location_id): row.first for row in conn.execute(query)}
+    starts = {str(row.location_id): row.first for row in conn.execute(covered)}
+    asked = (
+        select(run_items.c.location_id, func.min(runs.c.date_from).label("first"))
+        .join_from(run_items, runs, run_items.c.run_id == runs.c.id)
+        .where(
+            run_items.c.location_id.in_(ids),
+            runs.c.job == Job.SALES.value,
+            runs.c.date_from.is_not(None),
+        )
+        .group_by(run_items.c.location_id)
+    )
+    zones = {loc.id: loc.zone for loc in locations}
+    for row in conn.execute(asked):
+        location_id = str(row.location_id)
+        midnight = local_midnight(row.first, zones[location_id])
+        starts[location_id] = min(starts.get(location_id, midnight), midnight)
+    return starts
 
 
 def location_gaps(

@@ -61,7 +61,7 @@ def calendar(
     gaps: list[LocationGap],
 ) -> list[CalendarRow]:
     locations = sales_locations(services.config)
-    firsts = history_starts(conn, [loc.id for loc in locations])
+    firsts = history_starts(conn, locations)
     rows = []
     for location in locations:
         today = local_date(now, location.zone)

@@ -12,7 +12,7 @@ Both pages refresh themselves while a run they show is queued or running.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -166,7 +166,7 @@ def run_page(request: Request, run_id: str, user: Viewer, q: str = "", level: st
             "zone_of": lambda location_id: location_zone(services.config, location_id),
             "names": {loc.id: loc.name for loc in services.config.locations},
             "live": not run.status.is_final,
-            "duration": _duration(run),
+            "duration": _duration(run, services.clock.now()),
         },
     )
 
@@ -185,11 +185,13 @@ def filter_logs(lines: list[LogRow], text: str, level: str) -> list[LogRow]:
     return out
 
 
-def _duration(run: RunRow) -> float | None:
+def _duration(run: RunRow, now: datetime) -> float | None:
+    """Until it finished; a run still running has run until now (its heartbeat is up to 20 s
+    old, and a run that started a few seconds ago has had none yet)."""
     if run.started_at is None:
         return None
-    end = run.finished_at or run.heartbeat_at or run.started_at
-    return (end - run.started_at).total_seconds()
+    end = run.finished_at or (now if not run.status.is_final else run.started_at)
+    return max(0.0, (end - run.started_at).total_seconds())
 
 
 @router.post("/runs/start")

@@ -370,9 +370,10 @@ def parse_config(data: dict[str, Any], source: str) -> ChainConfig:
             fix = "use a whole number (unquoted)"
         elif err["type"] == "extra_forbidden":
             fix = "unknown key: remove it or check its spelling"
-        elif err["type"] == "missing":
-            fix = "required key is missing"
-        raise ConfigError(source, _dotted(err["loc"]), err.get("input"), fix) from None
+        value = err.get("input")
+        if err["type"] == "missing":
+            fix, value = "required key is missing", ConfigError.NO_VALUE
+        raise ConfigError(source, _dotted(err["loc"]), value, fix) from None
     _check_semantics(model, source)
     return ChainConfig(
         source=source,
@@ -401,5 +402,5 @@ def load_config(path: Path | None) -> ChainConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "(syntax)", None, f"not valid TOML: {exc}") from None
+        raise ConfigError(source, "TOML", ConfigError.NO_VALUE, f"not valid: {exc}") from None
     return parse_config(data, source)

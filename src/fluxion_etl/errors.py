@@ -34,8 +34,14 @@ class FluxionError(Exception):
 class ConfigError(FluxionError):
     """The configuration is wrong; the message names the file, key, value and fix."""
 
+    NO_VALUE: object = object()
+    """``value`` for a key that has none to show (a missing key, a syntax error)."""
+
     def __init__(self, source: str, key: str, value: object, fix: str) -> None:
         self.source, self.key, self.value, self.fix = source, key, value, fix
+        if value is ConfigError.NO_VALUE:
+            super().__init__(f"{source}: {key}: {fix}")
+            return
         shown = repr(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."

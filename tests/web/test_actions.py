@@ -13,7 +13,7 @@ from fluxion_etl.domain.states import FireOutcome, ItemStatus, Job, RunStatus, T
 from fluxion_etl.settings import Settings
 from fluxion_etl.sim.server import running_simulator
 from fluxion_etl.sim.world import SimWorld
-from fluxion_etl.store import audit, ledger, schedules
+from fluxion_etl.store import audit, ledger, schedules, sync_state
 
 
 def _finished_run(pages: Pages, outcomes: dict[str, ItemStatus]) -> int:
@@ -123,6 +123,30 @@ def test_a_rerun_covers_only_the_locations_that_did_not_succeed(pages: Pages) ->
     assert run is not None
     assert run.scope == ("tienda_02", "tienda_03")
     assert (run.job, run.requested_by, run.params["rerun_of"]) == (Job.SALES, "trigger", first)
+
+
+def test_a_location_paused_after_repeated_failures_is_not_offered_a_rerun(pages: Pages) -> None:
+    """A re-run would only skip it (``skipped_open_circuit``): the page says until when."""
+    outcomes = {"tienda_01": ItemStatus.FAILED, "tienda_02": ItemStatus.FAILED}
+    first = _finished_run(pages, outcomes)
+    with pages.engine.begin() as conn:
+        sync_state.record_failure(
+            conn, job="sales", location_id="tienda_02", now=pages.clock.now(),
+            category="http_status", message="HTTP 503", threshold=1,
+            reset_after=timedelta(minutes=20),
+        )  # fmt: skip
+    client = pages.login("trigger")
+
+    detail = client.get(f"/runs/{first}").text
+    answer = pages.post(client, f"/runs/{first}/rerun")
+
+    assert "Repetir las ubicaciones que fallaron (1)" in detail
+    assert "tienda_02: Pausada tras fallos repetidos hasta las" in detail
+    second = int(answer.headers["location"].rsplit("/", 1)[1])
+    with pages.engine.connect() as conn:
+        run = ledger.get_run(conn, second)
+    assert run is not None
+    assert run.scope == ("tienda_01",)
 
 
 def test_a_run_that_cannot_be_launched_is_failed_and_the_page_says_so(pages: Pages) -> None:

@@ -18,11 +18,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
+from sqlalchemy import Connection
 
 from fluxion_etl.domain.requests import ItemCounters, RunRequest
 from fluxion_etl.domain.states import ItemStatus, Job, RunStatus, Trigger
 from fluxion_etl.domain.windows import local_midnight
-from fluxion_etl.store import audit, ledger
+from fluxion_etl.store import audit, ledger, sync_state
 from fluxion_etl.store.ledger import ItemRow, LogRow, RunRow
 from fluxion_etl.web import actions, queries
 from fluxion_etl.web.auth import safe_next
@@ -138,6 +139,19 @@ def not_succeeded(items: list[ItemRow]) -> list[str]:
     return [i.location_id for i in items if i.status is not ItemStatus.SUCCEEDED]
 
 
+def paused_until(
+    conn: Connection, job: str, location_ids: list[str], now: datetime
+) -> dict[str, datetime]:
+    """Those of ``location_ids`` whose circuit is open now, and until when: a re-run would only
+    skip them (``skipped_open_circuit``), so they are not offered one."""
+    paused: dict[str, datetime] = {}
+    for location_id in location_ids:
+        state = sync_state.get_state(conn, job, location_id)
+        if state is not None and state.circuit_open(now) and state.circuit_open_until is not None:
+            paused[location_id] = state.circuit_open_until
+    return paused
+
+
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: str, user: Viewer, q: str = "", level: str = "") -> Response:
     services = services_of(request)
@@ -148,6 +162,8 @@ def run_page(request: Request, run_id: str, user: Viewer, q: str = "", level: st
             raise PageNotFound(Message("error.no_run", {"run_id": number}))
         items = ledger.get_items(conn, number)
         logs = ledger.read_logs(conn, number, limit=LOG_LIMIT)
+        failed = not_succeeded(items) if run.status.is_final else []
+        paused = paused_until(conn, run.job.value, failed, services.clock.now())
     shown = filter_logs(logs, q, level)
     return render(
         request,
@@ -157,7 +173,8 @@ def run_page(request: Request, run_id: str, user: Viewer, q: str = "", level: st
             "items": items,
             "totals": sum((i.counters for i in items), ItemCounters()),
             "bars": phase_bars(items),
-            "retry": not_succeeded(items) if run.status.is_final else [],
+            "retry": [location_id for location_id in failed if location_id not in paused],
+            "paused": paused,
             "logs": shown,
             "log_total": len(logs),
             "q": q,
@@ -225,6 +242,8 @@ def rerun(request: Request, run_id: str, user: Operator) -> Response:
         if run is None:
             raise PageNotFound(Message("error.no_run", {"run_id": number}))
         failed = not_succeeded(ledger.get_items(conn, number))
+        paused = paused_until(conn, run.job.value, failed, services.clock.now())
+        failed = [location_id for location_id in failed if location_id not in paused]
     if not run.status.is_final or not failed:
         return redirect(request, f"/runs/{number}", Message("flash.nothing_to_rerun"))
     run_request = RunRequest(

@@ -192,16 +192,24 @@ FIRE_CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of our clock a delivered fire's scheduled time may be (the sender's clock)."""
 
 
-def fire_time_problem(schedule: ScheduleDef, scheduled_for: datetime, now: datetime) -> str | None:
-    """Why a fire delivered from outside cannot be this schedule's, or None when it can: its time
-    must be one of the schedule's fire times and not ahead of now. A fire is recorded once per
-    (schedule, time): a made-up time would start a run no schedule asked for, and a future one
-    would take the key of the real fire, which would then be answered ``duplicate``."""
+def fire_time_problem(
+    schedule: ScheduleDef, scheduled_for: datetime, now: datetime, *, on_cron: bool = True
+) -> str | None:
+    """Why a fire cannot be this schedule's, or None when it can: its time must not be ahead of
+    now and (``on_cron``) must be one of the schedule's fire times. A fire is recorded once per
+    (schedule, time): a future one would take the key of the real fire, then answered
+    ``duplicate``, and a made-up time starts a run no schedule asked for.
+
+    EventBridge's fires are not held to the stored cron (``on_cron=False``): during a deploy, or
+    after a schedule's row stopped following the configuration, its cron may differ from ours,
+    and a correct fire must never be refused (SPEC §6)."""
     if scheduled_for > now + FIRE_CLOCK_SKEW:
         return (
             f"{_utc_text(scheduled_for)} is in the future (now {_utc_text(now)}): a fire names "
             "the time it was due"
         )
+    if not on_cron:
+        return None
     latest = cron.previous_fire(schedule.cron, schedule.timezone, scheduled_for)
     if latest != scheduled_for:
         return (

@@ -281,7 +281,7 @@ def answer_fire(
     if request.locations is None and schedule.locations is not None:
         request = replace(request, locations=schedule.locations)
     now = services.clock.now()
-    problem = fire_time_problem(schedule, fire.scheduled_for, now)
+    problem = fire_time_problem(schedule, fire.scheduled_for, now, on_cron=False)
     if problem is not None:
         raise BadInputError(SCHEDULED_TIME_HEADER, problem)
     earlier = fires.earlier_delivery(services, fire)

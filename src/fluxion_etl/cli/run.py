@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.engine.submit import submit
 from fluxion_etl.errors import BadInputError
 from fluxion_etl.store import leases, ledger
+from fluxion_etl.store.db import create_db_engine
 
 run_app = typer.Typer(
     help="Run a job now and wait for it (exit 0 succeeded, 1 partial/failed, 2 bad input)."
@@ -110,13 +113,14 @@ def _run_and_report(job: Job, trigger: Trigger, location: list[str] | None, **kw
 def _interruptible(rt: Runtime, run_id: int) -> Iterator[None]:
     """Ctrl-C or SIGTERM: start no more locations, let those loading finish (each commits whole
     or not at all) and end the run with the rest left for the next one. A second one aborts: the
-    run is marked abandoned at once (its unfinished locations failed, their leases freed) rather
-    than left ``running`` until its lease expires."""
+    run is marked abandoned (its unfinished locations failed, their leases freed) rather than left
+    ``running`` until its lease expires, and the process ends at once, its loads' transactions
+    rolled back with it (no thread loads on without its lease)."""
     stopping = threading.Event()
 
     def on_signal(_signum: int, _frame: object) -> None:
         if stopping.is_set():
-            raise KeyboardInterrupt
+            _abort(rt, run_id)
         stopping.set()
         typer.echo(
             f"run {run_id}: stopping; the locations loading finish, the others are left for the "
@@ -128,16 +132,25 @@ def _interruptible(rt: Runtime, run_id: int) -> Iterator[None]:
     rt.stop_requested = stopping.is_set
     try:
         yield
-    except KeyboardInterrupt:
-        with rt.engine.begin() as conn:
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _abort(rt: Runtime, run_id: int) -> None:
+    """Mark the run abandoned through a connection of its own and end the process now: the
+    locations' threads die with their open transactions (the database rolls them back)."""
+    try:
+        engine = create_db_engine(rt.settings.database_url, pool_size=1)
+        with engine.begin() as conn:
             leases.abandon_run(
                 conn, run_id, now=rt.clock.now(), message="interrupted from the command line"
             )
         typer.echo(f"run {run_id}: abandoned (interrupted)", err=True)
-        raise typer.Exit(130) from None
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 def _reap(rt: Runtime) -> None:
@@ -241,7 +254,7 @@ def runs_list(
             "--status", f"{status!r}: use one of {', '.join(s.value for s in RunStatus)}"
         )
     with open_runtime() as rt, rt.engine.connect() as conn:
-        known_location(rt.config, location, "--location")
+        known_location(rt.config, location, "--location", conn)
         rows = ledger.list_runs(conn, job=job, status=status, location_id=location, limit=limit)
     if as_json:
         print_json([_run_dict(r) for r in rows])

@@ -33,6 +33,7 @@ from fluxion_etl.engine.runlog import RunLog
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.engine.sales import reconcile_days, sync_sales_days, sync_sales_scheduled
 from fluxion_etl.store import inventory_loader, leases, ledger, sync_state
+from fluxion_etl.store.db import read_only_engine
 from fluxion_etl.store.ledger import RunRow
 
 
@@ -124,7 +125,7 @@ def _process_all(
     running: dict[Future[tuple[ItemStatus, list[CatalogueItem]]], str] = {}
     with ThreadPoolExecutor(max_workers=rt.settings.concurrency, thread_name_prefix="loc") as pool:
         while pending or running:
-            if pending and _must_stop(rt, run, heart):
+            if pending and len(running) < rt.settings.concurrency and _must_stop(rt, run, heart):
                 _mark_unstarted(rt, run, pending, log, heart.cancel_requested)
                 statuses.update((loc.id, ItemStatus.FAILED) for loc in pending)
                 pending = []
@@ -464,6 +465,7 @@ class _Heartbeat:
 
     def __init__(self, rt: Runtime, run_id: int, log: RunLog) -> None:
         self._rt, self._run_id, self._log = rt, run_id, log
+        self._reader = read_only_engine(rt.engine)
         self._stop = threading.Event()
         self.cancel_requested = False
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
@@ -485,7 +487,8 @@ class _Heartbeat:
         """Whether a cancel was requested: noticed by a beat, or asked of the ledger now."""
         if not self.cancel_requested:
             try:
-                with self._rt.engine.connect() as conn:
+                # Read-only: on SQLite it takes no write lock, so no load waits for it.
+                with self._reader.connect() as conn:
                     self.cancel_requested = ledger.cancel_requested(conn, self._run_id)
             except SQLAlchemyError:
                 pass  # the next beat asks again

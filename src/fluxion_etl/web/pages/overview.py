@@ -50,11 +50,12 @@ class Cell:
 
     @property
     def failing(self) -> bool:
-        """The last attempt failed (after the last success, or with none at all)."""
+        """The last attempt failed: failures counted since the last success (a load of past days
+        only is a success too, though not a fresh one)."""
         sync = self.sync
-        if sync is None or sync.last_error_category is None or sync.last_attempt_at is None:
+        if sync is None or sync.last_error_category is None:
             return False
-        return sync.last_success_at is None or sync.last_attempt_at > sync.last_success_at
+        return sync.consecutive_failures > 0
 
     def circuit_open_until(self, now: datetime) -> datetime | None:
         return self.sync.circuit_open_until if self.sync and self.sync.circuit_open(now) else None

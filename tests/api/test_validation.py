@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from api_support import Api
 from sqlalchemy import func, select
@@ -113,6 +115,23 @@ def test_a_lone_surrogate_is_refused_as_any_bad_location_not_a_crash(api: Api) -
 
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"][0]["field"] == "ubicacion_id"
+    assert run_count(api) == 0
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_a_nan_echoed_in_an_error_answer_is_still_json(api: Api) -> None:
+    answer = api.client.post(
+        "/api/etl/sync/reconcile",
+        content=b'{"days": NaN}',
+        headers={**api.auth("trigger"), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 422, answer.text
+    strict = json.loads(answer.content, parse_constant=_no_constant)  # NaN is not JSON
+    assert strict["errors"][0]["field"] == "days"
     assert run_count(api) == 0
 
 

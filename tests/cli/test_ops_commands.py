@@ -213,13 +213,24 @@ def test_freshness_exits_0_when_everything_is_fresh(invoke: Invoke, database: Da
     assert f"all {len(listed)} fresh" in result.stdout
 
 
-def test_a_filter_on_an_unknown_location_is_bad_input_not_an_empty_list(invoke: Invoke) -> None:
-    """A mistyped id would list nothing and look like good news."""
+def test_a_filter_on_an_unknown_location_is_bad_input_not_an_empty_list(
+    invoke: Invoke, database: Database
+) -> None:
+    """A mistyped id would list nothing and look like good news; a location removed from the
+    configuration keeps its history."""
+    _, engine = database
+    run_id = queued_run(engine)
+    with engine.begin() as conn:
+        ledger.create_items(conn, run_id, ["tienda_closed"])
+
     result = invoke("runs", "list", "--location", "tienda_99")
 
     assert isinstance(result.exception, BadInputError)
     assert str(result.exception).startswith("--location: unknown location 'tienda_99'; known: ")
     assert invoke("runs", "list", "--location", "tienda_01").exit_code == 0
+    removed = invoke("runs", "list", "--location", "tienda_closed", "--json")
+    assert removed.exit_code == 0, removed.output
+    assert [r["id"] for r in json.loads(removed.stdout)] == [run_id]
 
 
 def test_runs_payloads_lists_and_saves_the_kept_answers(

@@ -8,6 +8,7 @@ reached, 500 without a stack trace (the trace goes to the service log). Answers 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -124,7 +125,23 @@ class _AsciiJSONResponse(JSONResponse):
     sent, and a lone surrogate (``"\\ud800"`` is valid JSON) has no UTF-8 form."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        # allow_nan=False: a NaN the caller sent and the answer echoes is no JSON; it is spelled
+        # as text instead (``_finite``).
+        text = json.dumps(
+            _finite(content), ensure_ascii=True, separators=(",", ":"), allow_nan=False
+        )
+        return text.encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinities) replaced by its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _answer(status: int, message: str, **extra: Any) -> JSONResponse:

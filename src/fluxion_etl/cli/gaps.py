@@ -141,7 +141,7 @@ def alerts_list(
 ) -> None:
     """Alerts open now (one per condition and location). Exit 1 when any is open."""
     with open_runtime() as rt, rt.engine.connect() as conn:
-        known_location(rt.config, location, "--location")
+        known_location(rt.config, location, "--location", conn)
         now = rt.clock.now()
         rows = (
             recent_alerts(conn, since=now - timedelta(days=7), location_id=location)

@@ -143,7 +143,13 @@ def database_error(exc: BaseException) -> str | None:
     directory that does not exist, a server that is down), naming the URL without its password;
     None for any other exception (a bug keeps its traceback)."""
     sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is None or not isinstance(exc, sa_exc.SQLAlchemyError):
+    if sa_exc is None:
+        return None
+    # Connecting failed (no statement was sent), or the URL could not be used at all; an error
+    # of a statement (a timeout, a lock, a constraint) is not the URL's fault and keeps its
+    # traceback.
+    connecting = isinstance(exc, sa_exc.DBAPIError) and exc.statement is None
+    if not (connecting or isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError)):
         return None
     cause = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]

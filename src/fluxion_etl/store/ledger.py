@@ -367,6 +367,13 @@ def request_cancel(conn: Connection, run_id: int, *, by: str, now: datetime) -> 
     return get_run(conn, run_id)
 
 
+def location_has_runs(conn: Connection, location_id: str) -> bool:
+    """Whether any run has an item for ``location_id`` (one removed from the configuration
+    keeps its history)."""
+    query = select(run_items.c.id).where(run_items.c.location_id == location_id).limit(1)
+    return conn.execute(query).first() is not None
+
+
 def cancel_requested(conn: Connection, run_id: int) -> bool:
     """Whether someone asked the run to stop (``request_cancel``)."""
     query = select(runs.c.cancel_requested).where(runs.c.id == run_id)
@@ -541,6 +548,7 @@ __all__ = [
     "get_run",
     "heartbeat_run",
     "list_runs",
+    "location_has_runs",
     "purge_raw_payloads",
     "purge_runs",
     "read_logs",

@@ -94,6 +94,24 @@ def test_an_unknown_or_malformed_token_is_401_and_never_echoed(api: Api, header:
     assert "flx_not-a-real-token" not in answer.text
 
 
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        ("Bearer garbage", "the bearer token sent is not a fluxion-etl token"),
+        ("Bearer flx_not-a-real-token", "the bearer token is unknown or revoked"),
+        ("Basic dXNlcjpwYXNz", "a bearer token is required"),
+    ],
+)
+def test_a_401_says_whether_a_token_was_missing_malformed_or_unknown(
+    api: Api, header: str, says: str
+) -> None:
+    answer = api.client.get("/api/etl/runs", headers={"Authorization": header})
+
+    assert answer.status_code == 401
+    assert answer.json()["message"].startswith(says)
+    assert "garbage" not in answer.text
+
+
 def test_a_revoked_token_is_refused_at_once(api: Api) -> None:
     with api.services.engine.begin() as conn:
         assert tokens.revoke_token(conn, "read", now=NOW)

@@ -32,6 +32,10 @@ MISSING_CREDENTIALS = (
     "a bearer token is required: send 'Authorization: Bearer <token>' "
     "(create one with `fluxion-etl token create --scope SCOPE --name NAME`)"
 )
+MALFORMED_CREDENTIALS = (
+    f"the bearer token sent is not a fluxion-etl token (those start with {tokens.TOKEN_PREFIX!r}): "
+    "send the whole token `fluxion-etl token create` printed"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,23 +123,24 @@ class BearerRequired:
         self.app = app
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _presents_token(scope):
-            answer = {
-                "success": False,
-                "message": MISSING_CREDENTIALS,
-                "detail": MISSING_CREDENTIALS,
-            }
+        refusal = _token_refusal(scope) if scope["type"] == "http" else None
+        if refusal is not None:
+            answer = {"success": False, "message": refusal, "detail": refusal}
             await JSONResponse(answer, status_code=401, headers=CHALLENGE)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
-def _presents_token(scope: AsgiScope) -> bool:
+def _token_refusal(scope: AsgiScope) -> str | None:
+    """Why the request carries no bearer token shaped like ours, or None when it does (or the
+    route needs none)."""
     path = scope["path"]
     if not needs_token(path) and path != "/metrics":
-        return True
+        return None
     scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
     credentials = credentials.strip()
     if scheme.lower() != "bearer" or not credentials:
-        return False
-    return path == "/metrics" or tokens.is_well_formed(credentials)
+        return MISSING_CREDENTIALS
+    if path == "/metrics" or tokens.is_well_formed(credentials):
+        return None
+    return MALFORMED_CREDENTIALS

@@ -65,6 +65,7 @@ def test_exit_codes_and_errors_of_the_command(migrated_url: str, tmp_path: Path)
             "46 days requested; at most 31": cli.launch(
                 "run", "sales", "--from", "2025-10-01", "--to", str(D1)
             ),
+            "--from: required when --to is given": cli.launch("run", "sales", "--to", str(D1)),
         }
         unreachable = cli.launch("run", "inventory", FLUXION_KLK_BASE_URL=closed_port_url())
         refused = {fix: finish(process) for fix, process in bad.items()}

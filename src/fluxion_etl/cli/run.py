@@ -26,6 +26,7 @@ from fluxion_etl.cli.common import (
 )
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
+from fluxion_etl.domain.windows import local_date
 from fluxion_etl.engine.runner import execute_run, locations_for
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.engine.submit import submit
@@ -72,10 +73,15 @@ def run_sales(
     ] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last local day, inclusive.")] = None,
 ) -> None:
-    """Sync sales since each location's watermark, or backfill whole local days --from/--to."""
+    """Sync sales since each location's watermark, or backfill whole local days --from/--to
+    (--to defaults to today, as the API's fecha_fin does)."""
     start, end = parse_date(date_from, "--from"), parse_date(date_to, "--to")
+    if end is not None and start is None:
+        raise BadInputError("--from", "required when --to is given (YYYY-MM-DD)")
     trigger = Trigger.BACKFILL if start or end else Trigger.CLI
-    _run_and_report(Job.SALES, trigger, location, date_from=start, date_to=end)
+    _run_and_report(
+        Job.SALES, trigger, location, date_from=start, date_to=end, to_today=start is not None
+    )
 
 
 @run_app.command("reconcile")
@@ -91,8 +97,23 @@ def run_reconcile(
     _run_and_report(Job.RECONCILE, Trigger.RECONCILE, location, params=params)
 
 
-def _run_and_report(job: Job, trigger: Trigger, location: list[str] | None, **kwargs: Any) -> None:
+def _run_and_report(
+    job: Job,
+    trigger: Trigger,
+    location: list[str] | None,
+    *,
+    to_today: bool = False,
+    **kwargs: Any,
+) -> None:
     with open_runtime() as rt:
+        if to_today and kwargs.get("date_to") is None:
+            first = (
+                rt.config.location(location[0])
+                if location and rt.config.knows(location[0])
+                else None
+            )
+            zone = (first or rt.config.locations[0]).zone
+            kwargs["date_to"] = local_date(rt.clock.now(), zone)
         _reap(rt)
         request = RunRequest(
             job=job,

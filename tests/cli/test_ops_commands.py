@@ -257,3 +257,15 @@ def test_runs_payloads_lists_and_saves_the_kept_answers(
     assert [f.read_bytes() for f in files] == [body[:10]]
     assert str(files[0]) in saved.stdout
     assert isinstance(none.exception, BadInputError)
+
+
+def test_runs_list_shows_times_in_the_chains_zone(invoke: Invoke, database: Database) -> None:
+    """SPEC §4.7: stored in UTC, displayed in the location's zone (the chain's, for runs)."""
+    _, engine = database
+    queued_run(engine)  # created at NOW, 14:00 UTC
+
+    listed = invoke("runs", "list")
+
+    assert listed.exit_code == 0, listed.output
+    assert "times in America/Caracas" in listed.stdout
+    assert "2026-01-05 10:00:00 -0400" in listed.stdout

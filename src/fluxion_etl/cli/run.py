@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 import typer
@@ -280,7 +280,10 @@ def runs_list(
     if as_json:
         print_json([_run_dict(r) for r in rows])
         return
-    table = Table()
+    # Shown in the chain's zone (its first location's, as the control centre does); --json
+    # keeps UTC instants.
+    zone = rt.config.locations[0].zone if rt.config.locations else UTC
+    table = Table(title=f"times in {zone}", title_justify="left")
     for col in ("id", "job", "status", "trigger", "by", "created", "finished", "message"):
         table.add_column(col)
     for r in rows:
@@ -290,11 +293,15 @@ def runs_list(
             r.status,
             r.trigger,
             r.requested_by or "",
-            r.created_at.isoformat(timespec="seconds"),
-            r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
+            _local(r.created_at, zone),
+            _local(r.finished_at, zone),
             (r.error_message or "")[:60],
         )
     Console(width=None if is_terminal() else 200).print(table)
+
+
+def _local(instant: datetime | None, zone: tzinfo) -> str:
+    return "" if instant is None else instant.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 @runs_app.command("show")

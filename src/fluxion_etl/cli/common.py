@@ -102,5 +102,13 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
 
 
+def print_table(table: Any) -> None:
+    """A rich table, as wide as the terminal; piped or redirected, 200 columns (not 80), so that
+    no time or id is cut."""
+    from rich.console import Console
+
+    Console(width=None if is_terminal() else 200).print(table)
+
+
 def is_terminal() -> bool:
     return sys.stdout.isatty()

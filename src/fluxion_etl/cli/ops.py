@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from fluxion_etl.cli.common import clock_from_env, print_json, settings_and_config
+from fluxion_etl.cli.common import clock_from_env, print_json, print_table, settings_and_config
 from fluxion_etl.cli.run import runs_app
 from fluxion_etl.domain.clock import Clock
 from fluxion_etl.engine import freshness
@@ -100,7 +99,7 @@ def token_list(as_json: AsJson = False) -> None:
         table.add_row(
             r.name, r.scope.value, _when(r.created_at), _when(r.last_used_at), _when(r.revoked_at)
         )
-    Console().print(table)
+    print_table(table)
 
 
 @token_app.command("revoke")
@@ -259,7 +258,7 @@ def _print_freshness(verdicts: list[freshness.Freshness]) -> None:
             "yes" if v.open_now else "no",
             "STALE" if v.stale else "",
         )
-    Console(width=120).print(table)
+    print_table(table)
     stale = sum(v.stale for v in verdicts)
     typer.echo(f"{stale} of {len(verdicts)} stale" if stale else f"all {len(verdicts)} fresh")
 

@@ -23,6 +23,7 @@ from fluxion_etl.cli.common import (
     open_runtime,
     parse_date,
     print_json,
+    print_table,
 )
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
@@ -364,7 +365,7 @@ def locations_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
             loc.timezone,
             "yes" if loc.active else "no",
         )
-    Console().print(table)
+    print_table(table)
 
 
 @locations_app.command("check")

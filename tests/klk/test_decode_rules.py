@@ -166,6 +166,23 @@ def test_utf8_byte_order_mark_is_accepted() -> None:
     assert len(_catalogue(b"\xef\xbb\xbf" + body).items) == 6
 
 
+@pytest.mark.parametrize("generated", [12345, None, "", "yesterday", ["2025-11-17"], {"a": 1}])
+def test_an_unreadable_generation_time_is_dropped_not_fatal(generated: object) -> None:
+    """``fecha_generacion`` is informative: the rows are what matter."""
+    catalogue = encode(
+        {"meta": {"total_articulos": 1, "fecha_generacion": generated}, "articulos": [article()]}
+    )
+    sales = encode(
+        {"meta": {"total_registros": 1, "fecha_generacion": generated}, "ventas": [sale()]}
+    )
+
+    decoded = _catalogue(catalogue)
+    batch = _sales(sales)
+
+    assert (len(decoded.items), decoded.generated_at) == (1, None)
+    assert (len(batch.lines), batch.generated_at) == (1, None)
+
+
 def test_catalogue_without_filtered_warehouses_is_fine() -> None:
     assert len(_catalogue(catalogue_body([article()], warehouses=None)).items) == 1
 

@@ -889,12 +889,13 @@ def _warehouse(row: wire.Warehouse, at: str) -> KlkWarehouse:
     )
 
 
-def _generated_at(text: str | None, zone: ZoneInfo | None) -> datetime | None:
-    """``meta.fecha_generacion``: informative only, so an unreadable value is dropped, not fatal.
+def _generated_at(text: object, zone: ZoneInfo | None) -> datetime | None:
+    """``meta.fecha_generacion``: informative only, so an unreadable value (not a text, not a
+    time) is dropped, not fatal.
 
     A value without an offset is local time of ``zone``; without a zone it cannot be placed.
     """
-    if not text:
+    if not text or not isinstance(text, str):
         return None
     try:
         moment = datetime.fromisoformat(text)

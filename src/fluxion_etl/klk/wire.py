@@ -68,7 +68,7 @@ class CatalogueEnvelope(Wire, kw_only=True, forbid_unknown_fields=True):
 
 class CatalogueMeta(Wire, kw_only=True):
     total_articulos: int
-    fecha_generacion: str | None = None
+    fecha_generacion: Any = None  # informative only: any value is read leniently (decode)
     almacences_filtrados: Any = None
 
 
@@ -92,7 +92,7 @@ class Article(Wire, kw_only=True):
 
 class SalesMeta(Wire, kw_only=True):
     total_registros: int
-    fecha_generacion: str | None = None
+    fecha_generacion: Any = None  # informative only: any value is read leniently (decode)
 
 
 class Product(Wire, kw_only=True):

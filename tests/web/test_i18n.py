@@ -25,7 +25,7 @@ from fluxion_etl.domain.states import (
     Trigger,
 )
 from fluxion_etl.store.tokens import Scope
-from fluxion_etl.web.i18n import LANGUAGES, Translator, catalogue
+from fluxion_etl.web.i18n import LANGUAGES, Translator, catalogue, translator
 
 WEB = Path(str(resources.files("fluxion_etl.web")))
 STATIC_CALL = re.compile(r"""\bt\(\s*['"]([^'"]+)['"]""")
@@ -160,3 +160,14 @@ def test_enum_values_are_translated_by_their_value() -> None:
     assert Translator("es").enum("run_status", RunStatus.FAILED) == "fallida"
     assert Translator("en").enum("run_status", "failed") == "failed"
     assert isinstance(RunStatus.FAILED, StrEnum)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_count_of_one_takes_the_singular_where_there_is_one(lang: str) -> None:
+    t = translator(lang)
+
+    one, two = t("gaps.recover_location", count=1), t("gaps.recover_location", count=2)
+
+    assert one == {"es": "Recuperar su hueco", "en": "Recover its gap"}[lang]
+    assert "2" in two
+    assert t("run.rerun", count=1) == catalogue(lang)["run.rerun"].format(count=1)  # no singular

@@ -70,7 +70,10 @@ class Translator:
     lang: str
 
     def __call__(self, key: str, **params: Any) -> str:
-        text = catalogue(self.lang).get(key)
+        # A singular of its own where the language needs one: ``key.one`` when ``count`` is 1.
+        texts = catalogue(self.lang)
+        text = texts.get(f"{key}.one") if params.get("count") == 1 else None
+        text = text if text is not None else texts.get(key)
         if text is None:
             log.warning("missing translation", key=key, lang=self.lang)
             return key

@@ -71,6 +71,19 @@ def test_switching_a_schedule_off_and_on_is_recorded_with_the_token_name(pages: 
     ]
 
 
+def test_a_crafted_enabled_value_changes_nothing(pages: Pages) -> None:
+    client = pages.login("admin")
+
+    answer = pages.post(client, "/schedules/sales/enabled", enabled="maybe")
+
+    assert (answer.status_code, answer.headers["location"]) == (303, "/schedules")
+    assert "send true or false" in client.get("/schedules").text
+    with pages.engine.connect() as conn:
+        stored = schedules.get_schedule(conn, "sales")
+        assert audit.entries(conn, action="schedule.update") == []
+    assert stored is None or stored.definition.enabled
+
+
 def test_firing_a_schedule_by_hand_starts_its_run_and_records_a_manual_fire(pages: Pages) -> None:
     client = pages.login("trigger")
     answer = pages.post(client, "/schedules/inventory/trigger")

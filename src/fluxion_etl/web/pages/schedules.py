@@ -95,6 +95,11 @@ def set_enabled(
 ) -> Response:
     services = services_of(request)
     _schedule(request, name)
+    if enabled not in ("true", "false"):  # the page's buttons send one or the other
+        reason = f"enabled={enabled[:20]!r}: send true or false"
+        return redirect(
+            request, "/schedules", Message("flash.refused", {"reason": reason}, "error")
+        )
     wanted = enabled == "true"
     try:
         with services.engine.begin() as conn:

@@ -248,3 +248,14 @@ def test_an_address_refused_before_any_page_runs_is_answered_with_a_page(
         .headers["content-type"]
         .startswith("application/json")
     )
+
+
+def test_a_runs_filter_on_an_invalid_day_says_so_instead_of_listing_every_run(
+    pages: Pages,
+) -> None:
+    client = pages.login("read")
+
+    answer = client.get("/runs?day=2026-99-99", follow_redirects=False)
+
+    assert (answer.status_code, answer.headers["location"]) == (303, "/runs")
+    assert "Fecha no válida." in client.get("/runs").text

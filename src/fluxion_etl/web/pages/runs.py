@@ -70,6 +70,8 @@ def runs_page(
     services = services_of(request)
     zone = chain_zone(services.config)
     on = _day(day)
+    if day and on is None:  # a filter silently dropped would list every run as if it applied
+        return redirect(request, "/runs", Message("flash.bad_day", kind="error"))
     where = queries.RunFilter(
         job=_choice(job, tuple(Job)),
         status=_choice(status, tuple(RunStatus)),

@@ -1,5 +1,5 @@
 """Cancelling a running run: it starts no more locations, however short the run (a heartbeat
-comes every 20 s; a cancel must not wait for one)."""
+comes every 20 s; a cancel must not wait for one). And what a failed location's item keeps."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from engine_support import LOCATIONS, Chain, outcome
 
 from fluxion_etl.domain.states import ItemStatus, Job, RunStatus
 from fluxion_etl.engine.runner import execute_run
+from fluxion_etl.sim.faults import parse_faults
 from fluxion_etl.store import ledger
 
 
@@ -31,3 +32,16 @@ def test_a_cancel_stops_the_next_locations_from_starting(chain: Chain) -> None:
     assert loaded == [LOCATIONS[0]]
     assert ran.items[LOCATIONS[0]].status is ItemStatus.SUCCEEDED
     assert {ran.items[loc].status for loc in LOCATIONS[1:]} == {ItemStatus.FAILED}
+
+
+def test_a_failed_location_keeps_the_time_it_spent_before_failing(chain: Chain) -> None:
+    """The run page's phase times of a failed store: KLK waited on, then failed."""
+    chain.plan.replace(
+        list(parse_faults("catalogue@tienda_02:latency=0.3;catalogue@tienda_02:error_body"))
+    )
+
+    ran = chain.run(Job.INVENTORY, locations=("tienda_02",))
+
+    item = ran.items["tienda_02"]
+    assert item.status is ItemStatus.FAILED
+    assert item.extract_ms >= 300

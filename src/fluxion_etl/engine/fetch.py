@@ -29,7 +29,9 @@ def fetch(
         elapsed = int((time.perf_counter() - started) * 1000)
         result.timings.extract_ms += elapsed
         phase = ErrorPhase.TRANSFORM if exc.category in _DECODE_CATEGORIES else ErrorPhase.EXTRACT
-        raise LocationFailure(exc.category, phase, str(exc), raw=exc.raw, call=call) from exc
+        raise LocationFailure(
+            exc.category, phase, str(exc), raw=exc.raw, call=call, timings=result.timings.as_dict()
+        ) from exc
     result.timings.extract_ms += int(fetched.extract_seconds * 1000)
     result.timings.transform_ms += int(fetched.decode_seconds * 1000)
     return fetched.value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +24,11 @@ class LocationFailure(FluxionError):
         *,
         raw: bytes | None = None,
         call: str | None = None,
+        timings: Mapping[str, int] | None = None,
     ) -> None:
         self.category, self.phase, self.message = category, phase, message
         self.raw, self.call = raw, call
+        self.timings = timings  # the location's phase times until it failed, when known
         super().__init__(f"{phase.value}: {self.category_value or 'internal'}: {message}")
 
     @property

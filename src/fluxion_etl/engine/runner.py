@@ -296,6 +296,7 @@ def _record_failure(ctx: LocationContext, failure: LocationFailure) -> None:
                 error_category=failure.category_value,
                 error_phase=failure.phase.value,
                 error_message=failure.message[:2000],
+                timings=failure.timings,
             )
             if failure.category is not None:
                 # A bug (no category) is no KLK failure: it does not count towards the circuit,

@@ -11,8 +11,9 @@ Both pages refresh themselves while a run they show is queued or running.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -28,8 +29,15 @@ from fluxion_etl.store.ledger import ItemRow, LogRow, RunRow
 from fluxion_etl.web import actions, queries
 from fluxion_etl.web.auth import safe_next
 from fluxion_etl.web.deps import Administrator, Operator, PageNotFound, Viewer
-from fluxion_etl.web.i18n import Message
-from fluxion_etl.web.render import chain_zone, location_zone, redirect, render, services_of
+from fluxion_etl.web.i18n import Message, Translator
+from fluxion_etl.web.render import (
+    chain_zone,
+    location_zone,
+    page_translator,
+    redirect,
+    render,
+    services_of,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -137,6 +145,43 @@ def phase_bars(items: list[ItemRow]) -> dict[str, Phases]:
     }
 
 
+_NOT_LOADED = re.compile(
+    r"(\d+) of (\d+) locations not loaded(?:; mass deletion held at (\d+))?(?:; (.*))?", re.S
+)
+_ASKED_TO_CANCEL = re.compile(r"cancel requested by (.+) at (\S+)")
+_CANCELLED_BEFORE = re.compile(r"cancelled by (.+) at (\S+) before it started")
+_FIXED_MESSAGES = {
+    "cancelled on request": "run.msg.cancelled",
+    "the run's deadline passed": "run.msg.deadline",
+    "no location in scope has this job": "run.msg.no_location",
+    "interrupted from the command line": "run.msg.interrupted",
+}
+
+
+def run_summary(run: RunRow, t: Translator, zone: tzinfo) -> str | None:
+    """The run's message in the page's language, when the runner or the ledger wrote it in one
+    of their known forms (a location's own error, often KLK's words, stays as written)."""
+    message = run.error_message or ""
+    if message in _FIXED_MESSAGES:
+        return t(_FIXED_MESSAGES[message])
+    if found := _NOT_LOADED.fullmatch(message):
+        failed, total, held, rest = found.groups()
+        text = t("run.msg.not_loaded", failed=int(failed), total=int(total))
+        if held:
+            text += "; " + t("run.msg.held", count=int(held))
+        return text + (f"; {rest}" if rest else "")
+    for pattern, key in ((_ASKED_TO_CANCEL, "run.msg.cancel_requested"),
+                         (_CANCELLED_BEFORE, "run.msg.cancelled_before")):  # fmt: skip
+        if found := pattern.fullmatch(message):
+            by, stamp = found.groups()
+            try:
+                at = datetime.fromisoformat(stamp).astimezone(zone).strftime("%d/%m %H:%M %Z")
+            except ValueError:
+                at = stamp
+            return t(key, by=by, at=at)
+    return None
+
+
 def not_succeeded(items: list[ItemRow]) -> list[str]:
     return [i.location_id for i in items if i.status is not ItemStatus.SUCCEEDED]
 
@@ -175,6 +220,7 @@ def run_page(request: Request, run_id: str, user: Viewer, q: str = "", level: st
             "items": items,
             "totals": sum((i.counters for i in items), ItemCounters()),
             "bars": phase_bars(items),
+            "summary": run_summary(run, page_translator(request), chain_zone(services.config)),
             "retry": [location_id for location_id in failed if location_id not in paused],
             "paused": paused,
             "logs": shown,

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import typer
-from sqlalchemy import Connection
 
 from fluxion_etl.config import ChainConfig, load_config
 from fluxion_etl.domain.clock import Clock, clock_from_spec
@@ -58,23 +57,6 @@ def open_runtime(*, check_schema: bool = True) -> Iterator[Runtime]:
     finally:
         klk.close()
         engine.dispose()
-
-
-def known_location(
-    config: ChainConfig, location_id: str | None, flag: str, conn: Connection
-) -> str | None:
-    """``location_id`` when the configuration knows it or the ledger has runs of it (None
-    passes): a filter on a mistyped id would list nothing and look like good news."""
-    from fluxion_etl.store.ledger import location_has_runs
-
-    if (
-        location_id is not None
-        and not config.knows(location_id)
-        and not location_has_runs(conn, location_id)
-    ):
-        known = ", ".join(sorted(config.location_ids))
-        raise BadInputError(flag, f"unknown location {location_id!r}; known: {known}")
-    return location_id
 
 
 def parse_date(value: str | None, flag: str) -> date | None:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fluxion_etl.cli.common import is_terminal, known_location, open_runtime, print_json
+from fluxion_etl.cli.common import is_terminal, open_runtime, print_json
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.engine.runner import execute_run
 from fluxion_etl.ops import gaps as ops_gaps
@@ -141,7 +141,7 @@ def alerts_list(
 ) -> None:
     """Alerts open now (one per condition and location). Exit 1 when any is open."""
     with open_runtime() as rt, rt.engine.connect() as conn:
-        known_location(rt.config, location, "--location", conn)
+        ledger.check_location_filter(conn, rt.config, location, "--location")
         now = rt.clock.now()
         rows = (
             recent_alerts(conn, since=now - timedelta(days=7), location_id=location)

@@ -19,7 +19,6 @@ from rich.table import Table
 
 from fluxion_etl.cli.common import (
     is_terminal,
-    known_location,
     open_runtime,
     parse_date,
     print_json,
@@ -276,7 +275,7 @@ def runs_list(
             "--status", f"{status!r}: use one of {', '.join(s.value for s in RunStatus)}"
         )
     with open_runtime() as rt, rt.engine.connect() as conn:
-        known_location(rt.config, location, "--location", conn)
+        ledger.check_location_filter(conn, rt.config, location, "--location")
         rows = ledger.list_runs(conn, job=job, status=status, location_id=location, limit=limit)
     if as_json:
         print_json([_run_dict(r) for r in rows])

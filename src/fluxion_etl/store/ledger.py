@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, insert, or_, select, update
 
@@ -29,6 +29,7 @@ from fluxion_etl.domain.states import (
     RunStatus,
     Trigger,
 )
+from fluxion_etl.errors import BadInputError
 from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.runlogs import (
     LogRow,
@@ -40,6 +41,9 @@ from fluxion_etl.store.runlogs import (
     save_raw_payload,
 )
 from fluxion_etl.store.schema import run_items, runs
+
+if TYPE_CHECKING:
+    from fluxion_etl.config import ChainConfig
 
 UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 UNFINISHED_ITEM = (ItemStatus.PENDING.value, ItemStatus.RUNNING.value)
@@ -367,11 +371,18 @@ def request_cancel(conn: Connection, run_id: int, *, by: str, now: datetime) -> 
     return get_run(conn, run_id)
 
 
-def location_has_runs(conn: Connection, location_id: str) -> bool:
-    """Whether any run has an item for ``location_id`` (one removed from the configuration
-    keeps its history)."""
+def check_location_filter(
+    conn: Connection, config: ChainConfig, location_id: str | None, field: str
+) -> None:
+    """Refuse (``BadInputError`` naming ``field``) a filter on a location that neither the
+    configuration nor any run knows: a mistyped id would list nothing and look like good news.
+    One removed from the configuration keeps its history (its runs' items). None passes."""
+    if location_id is None or config.knows(location_id):
+        return
     query = select(run_items.c.id).where(run_items.c.location_id == location_id).limit(1)
-    return conn.execute(query).first() is not None
+    if conn.execute(query).first() is None:
+        known = ", ".join(sorted(config.location_ids))
+        raise BadInputError(field, f"unknown location {location_id!r}; known: {known}")
 
 
 def cancel_requested(conn: Connection, run_id: int) -> bool:
@@ -536,6 +547,7 @@ __all__ = [
     "RunRow",
     "append_log",
     "cancel_requested",
+    "check_location_filter",
     "claim_run",
     "clear_external_ref",
     "create_items",
@@ -548,7 +560,6 @@ __all__ = [
     "get_run",
     "heartbeat_run",
     "list_runs",
-    "location_has_runs",
     "purge_raw_payloads",
     "purge_runs",
     "read_logs",

@@ -25,7 +25,6 @@ from fluxion_etl.api.schemas import (
 )
 from fluxion_etl.domain.requests import ItemCounters
 from fluxion_etl.domain.states import Job, RunStatus, Trigger
-from fluxion_etl.errors import BadInputError
 from fluxion_etl.store import audit, ledger
 from fluxion_etl.store.ledger import ItemRow, RunRow
 
@@ -58,13 +57,7 @@ def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> RunsPage:
     with services.read_engine.connect() as conn:
-        if (
-            location is not None
-            and not services.config.knows(location)
-            and not ledger.location_has_runs(conn, location)
-        ):  # a mistyped id would list nothing; a location removed from the config has history
-            known = ", ".join(sorted(services.config.location_ids))
-            raise BadInputError("location", f"unknown location {location!r}; known: {known}")
+        ledger.check_location_filter(conn, services.config, location, "location")
         rows = ledger.list_runs(
             conn,
             job=job,

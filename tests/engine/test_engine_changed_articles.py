@@ -75,7 +75,12 @@ def _without(monkeypatch: pytest.MonkeyPatch, chain: Chain, dropped: Callable[[s
     def rows(codes: Sequence[str], at: datetime | None = None) -> list[bytes]:
         return [row for row in real(codes, at) if not dropped(_sku_of(row))]
 
+    def array(codes: Sequence[str], at: datetime | None = None) -> tuple[bytes, int]:
+        kept = rows(codes, at)
+        return b"[" + b",".join(kept) + b"]", len(kept)
+
     monkeypatch.setattr(world, "catalogue_rows", rows)
+    monkeypatch.setattr(world, "catalogue_array", array)
 
 
 def _sku_of(row: bytes) -> str:

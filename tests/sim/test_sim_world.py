@@ -14,6 +14,7 @@ from sim_helpers import CARACAS, MONDAY_EVENING, small_world
 from fluxion_etl.config import load_config, parse_config
 from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.records import LocationKind, WarehouseRole
+from fluxion_etl.sim.stock import StockLiterals
 from fluxion_etl.sim.world import SalesFilter, SimWorld
 
 DAY = date(2025, 11, 17)
@@ -66,6 +67,32 @@ def test_catalogue_has_na_fields_zero_negative_and_fractional_stock(world: SimWo
     assert any("N/A" in (r["Marca"], r["Barra"], r["Subcategoria"]) for r in rows)
     assert {r["Iva"] for r in rows} == {0, 16}
     assert all(Decimal(str(r["Precio"])).as_tuple().exponent >= -2 for r in rows)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [["APP-TPF"], ["APP-TPF", "PPF", "NOPE"], ["NOPE"], []],
+    ids=["one", "summed", "unknown", "none"],
+)
+def test_catalogue_array_is_the_rows_joined(world: SimWorld, codes: list[str]) -> None:
+    """The one-join array the routes serve says exactly what the rows say, through the day."""
+    for at in (datetime.combine(DAY, time(7, 0), CARACAS), MONDAY_EVENING):
+        rows = world.catalogue_rows(codes, at)
+        array, count = world.catalogue_array(codes, at)
+        assert array == b"[" + b",".join(rows) + b"]"
+        assert count == len(rows)
+        assert orjson.loads(array) == [orjson.loads(row) for row in rows]
+
+
+def test_stock_literals_render_once_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    literals = StockLiterals()
+    rendered = [literals[v] for v in (148_000, -3_415, 12_750, 0)]
+    assert rendered == [b"148}", b"-3.415}", b"12.75}", b"0}"]
+    monkeypatch.setattr(StockLiterals, "MAX", 3)
+    literals = StockLiterals()
+    for value in range(7):
+        assert literals[value * 1000] == b"%d}" % value
+        assert len(literals) <= 3
 
 
 def test_stock_goes_down_with_the_days_sales(world: SimWorld, clock: ManualClock) -> None:

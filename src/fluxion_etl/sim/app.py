@@ -33,6 +33,7 @@ from fluxion_etl.sim.control import control_routes
 from fluxion_etl.sim.faults import Call, Fault, FaultKind, FaultPlan, Selection
 from fluxion_etl.sim.payloads import (
     catalogue_body,
+    catalogue_envelope,
     how_many,
     list_body,
     sales_body,
@@ -168,6 +169,9 @@ class KlkSimulator:
         names |= {self.world.location(w.location_id).branch_code for w in known if w}
 
         def produce(now: datetime, chosen: Selection) -> bytes:
+            if not chosen.payload:  # as it is: the array in one piece
+                array, count = self.world.catalogue_array(wanted, now)
+                return catalogue_envelope(wanted, array, now, count)
             shaped = shape(
                 self.world.catalogue_rows(wanted, now), chosen.payload, self._rng(now, "cat")
             )

@@ -51,6 +51,9 @@ class ArticleMaster:
     articles: tuple[Article, ...]
     catalogue_prefixes: tuple[bytes, ...]
     product_fragments: tuple[orjson.Fragment, ...]
+    separated_prefixes: tuple[bytes, ...]
+    """The row prefixes, each but the first led by the ``,`` that ends the row before: joined
+    with the rows' ends, they make the inside of a catalogue's array in one join."""
 
 
 def build_master(seed: int, count: int) -> ArticleMaster:
@@ -61,10 +64,12 @@ def build_master(seed: int, count: int) -> ArticleMaster:
     for index in range(count):
         code += 1 + int(rng.random() ** 3 * 12)
         articles.append(_article(rng, index, code))
+    prefixes = tuple(_catalogue_prefix(a) for a in articles)
     return ArticleMaster(
         articles=tuple(articles),
-        catalogue_prefixes=tuple(_catalogue_prefix(a) for a in articles),
+        catalogue_prefixes=prefixes,
         product_fragments=tuple(orjson.Fragment(_product_json(a)) for a in articles),
+        separated_prefixes=prefixes[:1] + tuple(b"," + prefix for prefix in prefixes[1:]),
     )
 
 

@@ -28,12 +28,17 @@ def _array(rows: Sequence[bytes]) -> bytes:
 def catalogue_body(
     codes: Sequence[str], rows: Sequence[bytes], now: datetime, declared: int
 ) -> bytes:
+    return catalogue_envelope(codes, _array(rows), now, declared)
+
+
+def catalogue_envelope(codes: Sequence[str], array: bytes, now: datetime, declared: int) -> bytes:
+    """The catalogue body around ``array``, the ``articulos`` already rendered as one array."""
     meta = {
         "almacences_filtrados": orjson.dumps(list(codes)).decode(),
         "total_articulos": declared,
         "fecha_generacion": generated_at(now),
     }
-    return b'{"meta":' + orjson.dumps(meta) + b',"articulos":' + _array(rows) + b"}"
+    return b'{"meta":' + orjson.dumps(meta) + b',"articulos":' + array + b"}"
 
 
 def sales_body(echo: dict[str, Any], rows: Sequence[bytes], now: datetime, declared: int) -> bytes:

@@ -77,3 +77,19 @@ def render_stock(milli: int) -> bytes:
     if milli % 1000 == 0:
         return str(milli // 1000).encode()
     return repr(milli / 1000).encode()
+
+
+class StockLiterals(dict[int, bytes]):
+    """``render_stock(milli) + b"}"`` (the end of a catalogue row) by ``milli``, rendered once.
+
+    Stock levels repeat across articles and warehouses (a few tens of thousands of distinct
+    values at the ``large`` scale), so lookups, done in C by ``map``, replace most renderings.
+    Emptied when it reaches ``MAX`` entries, so a long run cannot grow it without bound."""
+
+    MAX = 500_000
+
+    def __missing__(self, milli: int) -> bytes:
+        if len(self) >= self.MAX:
+            self.clear()
+        literal = self[milli] = render_stock(milli) + b"}"
+        return literal

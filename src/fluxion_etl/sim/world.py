@@ -18,12 +18,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
+from itertools import chain
 
 from fluxion_etl.domain.clock import Clock
 from fluxion_etl.domain.records import WarehouseRole
 from fluxion_etl.sim.articles import ArticleMaster, build_master
 from fluxion_etl.sim.sales import TICKS_PER_SECOND, DayInputs, SalesDay, SoldLine, generate_day
-from fluxion_etl.sim.stock import ParLevels, day_start_stock, par_levels, render_stock
+from fluxion_etl.sim.stock import (
+    ParLevels,
+    StockLiterals,
+    day_start_stock,
+    par_levels,
+    render_stock,
+)
 from fluxion_etl.sim.topology import SimLocation, SimWarehouse, build_locations, chain_config_toml
 from fluxion_etl.sim.truth import CatalogueTruth, SalesTruth, catalogue_truth, sales_truth
 
@@ -94,6 +101,7 @@ class SimWorld:
         self._par: dict[str, ParLevels] = {}
         self._voids: dict[tuple[str, date], dict[LineKey, datetime]] = {}
         self._last_catalogue: dict[str, datetime] = {}
+        self._stock_literals = StockLiterals()
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -267,10 +275,41 @@ class SimWorld:
 
         Unknown codes contribute nothing; no known code gives an empty list, as KLK does.
         """
+        total = self._catalogue_stock(codes, at)
+        if total is None:
+            return []
+        prefixes = self.master.catalogue_prefixes
+        return [
+            prefix + render_stock(milli) + b"}"
+            for prefix, milli in zip(prefixes, total, strict=True)
+        ]
+
+    def catalogue_array(
+        self, codes: Sequence[str], at: datetime | None = None
+    ) -> tuple[bytes, int]:
+        """``catalogue_rows`` as one JSON array (the same bytes as ``[`` + the rows joined by
+        ``,`` + ``]``) and the number of rows. One join of ready pieces, each row's prefix and
+        its stock literal from a memo, with no bytes object per row: about three times cheaper
+        than the rows, and the simulator's main cost while the ETL it serves shares the cores."""
+        total = self._catalogue_stock(codes, at)
+        if total is None:
+            return b"[]", 0
+        pieces = chain.from_iterable(
+            zip(
+                self.master.separated_prefixes,
+                map(self._stock_literals.__getitem__, total),
+                strict=True,
+            )
+        )
+        return b"[" + b"".join(pieces) + b"]", len(total)
+
+    def _catalogue_stock(self, codes: Sequence[str], at: datetime | None) -> array[int] | None:
+        """Stock of every article summed over the known warehouses of ``codes``, None when no
+        code is known; notes the instant as the one last served to each."""
         at = at or self.now()
         known = [c for c in dict.fromkeys(codes) if c in self._warehouses]
         if not known:
-            return []
+            return None
         total = self.stock(known[0], at)
         for code in known[1:]:
             for i, value in enumerate(self.stock(code, at)):
@@ -278,11 +317,7 @@ class SimWorld:
         with self._lock:
             for code in known:
                 self._last_catalogue[code] = at
-        prefixes = self.master.catalogue_prefixes
-        return [
-            prefix + render_stock(milli) + b"}"
-            for prefix, milli in zip(prefixes, total, strict=True)
-        ]
+        return total
 
     # -- truth -----------------------------------------------------------------------------
 

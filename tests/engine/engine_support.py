@@ -50,7 +50,7 @@ LOCATIONS = (*STORES, DC)
 WORLD_LOCATIONS = 20  # the distribution centre is the 20th simulated location
 
 # Columns the loader derives (or the database assigns) rather than copies from KLK.
-NOT_FROM_KLK = ("id", "location_id", "loaded_at", "run_id")
+NOT_FROM_KLK = ("id", "location_id", "loaded_at", "run_id", "fingerprint")
 NULL_TEXTS = ("", "N/A")
 
 

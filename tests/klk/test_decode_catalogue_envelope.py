@@ -36,7 +36,7 @@ def test_one_pass_and_the_general_way_read_the_same_articles() -> None:
 
     assert envelope is not None  # the usual shape: one pass
     assert envelope.articulos is not None
-    general = decode._raw_articles(decode._envelope(body, "x")["articulos"])
+    general = decode._raw_items(decode._envelope(body, "x")["articulos"])
     assert general is not None
     assert [bytes(r) for r in envelope.articulos] == [bytes(r) for r in general]
     assert decode._one_pass_meta(envelope) == _general(body)[0]

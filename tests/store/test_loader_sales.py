@@ -20,7 +20,12 @@ from store_builders import (
 )
 
 from fluxion_etl.domain.records import SalesLine
-from fluxion_etl.store.sales_loader import LoadResult, delete_missing_sales, load_sales
+from fluxion_etl.store.sales_loader import (
+    LoadResult,
+    delete_missing_sales,
+    known_lines,
+    load_sales,
+)
 from fluxion_etl.store.schema import sales_lines as sales_table
 
 LOADED = datetime(2026, 1, 5, 20, 0, tzinfo=UTC)
@@ -157,6 +162,40 @@ def test_a_null_becoming_a_value_counts_as_a_change(engine: Engine) -> None:
     load(engine, [line])
     assert load(engine, [replace(line, brand="NUEVA")]).updated == 1
     assert load(engine, [replace(line, brand=None)]).updated == 1
+
+
+def test_a_fingerprint_is_written_with_changed_values_and_never_alone(engine: Engine) -> None:
+    """Another fingerprint for the same values (KLK sent other bytes for them) changes nothing
+    and counts as unchanged; with changed values it is written with them. So a stored
+    fingerprint always names bytes that decode to the stored values."""
+    line = replace(sales_line(1), fingerprint=111)
+    load(engine, [line], run_id=1)
+
+    same_values = load(engine, [replace(line, fingerprint=222)], run_id=2, now=LATER)
+    assert same_values == LoadResult(inserted=0, updated=0, unchanged=1)
+    assert stored(engine) == [line]
+    assert stamps(engine)[line.key] == (LOADED, 1)
+
+    changed = replace(line, total_usd=Decimal("7.5"), fingerprint=333)
+    assert load(engine, [changed], run_id=3, now=LATER).updated == 1
+    assert stored(engine) == [changed]
+
+
+def test_known_lines_are_the_fingerprints_of_the_window_with_their_keys(engine: Engine) -> None:
+    start = OPENING
+    inside = [replace(sales_line(n), fingerprint=n * 10) for n in (1, 2, 3)]
+    unprinted = replace(sales_line(4), fingerprint=None)
+    later = replace(sales_line(5, sold_at=start + timedelta(hours=5)), fingerprint=50)
+    twins = [replace(sales_line(n), fingerprint=77) for n in (6, 7)]  # only a hand edit does it
+    load(engine, [*inside, unprinted, later, *twins])
+    load(engine, [replace(sales_line(8), fingerprint=80)], location="tienda_02")
+
+    with engine.connect() as conn:
+        known = known_lines(
+            conn, location_id="tienda_01", start=start, end=start + timedelta(hours=2)
+        )
+
+    assert known.by_fingerprint == {line.fingerprint: line.key for line in inside}
 
 
 def test_duplicates_in_one_batch_are_stored_once_and_the_last_wins(engine: Engine) -> None:

@@ -181,10 +181,21 @@ class SalesLine:
     is_non_fiscal: bool
     has_promotion: bool
     promotion_code: str | None
+    # Not a value of the sale: the line's bytes as KLK sent them, hashed (``klk.decode``), so a
+    # line sent again byte for byte need not be decoded. None for a line not decoded from bytes.
+    fingerprint: int | None = None
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.invoice_number, self.line_number)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownLines:
+    """The stored lines a sales response may send again, for decoding only the lines that are
+    new or changed: the key of each stored fingerprint."""
+
+    by_fingerprint: Mapping[int, tuple[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +208,15 @@ class SalesBatch:
     duplicates_removed: int = 0
     generated_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Decoded against the lines already stored: ``kept`` more lines were sent exactly as a
+    # stored line was loaded from (same fingerprint), and were neither decoded nor put in
+    # ``lines``.
+    kept: int = 0
+
+    @property
+    def sent(self) -> int:
+        """The distinct lines of the response, decoded or kept."""
+        return len(self.lines) + self.kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 Every KLK call names the location's sales warehouse and stays within one local day. A location's
 windows load, and its coverage and watermark advance, in one transaction; nothing on failure.
 Whole-day windows also remove lines KLK no longer returns (voids), unless that is a mass deletion.
+Scheduled windows leave undecoded the lines KLK sends exactly as a stored line was loaded from
+(their fingerprints match): most of a window is the hour before it, read again.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from fluxion_etl.domain.records import Location, SalesBatch
+from fluxion_etl.domain.records import KnownLines, Location, SalesBatch
 from fluxion_etl.domain.requests import ItemCounters
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase
 from fluxion_etl.domain.windows import (
@@ -34,7 +37,9 @@ def sync_sales_scheduled(ctx: LocationContext) -> LocationResult:
     """From the watermark minus the overlap (or yesterday's local midnight) up to now."""
     result = LocationResult()
     windows = _scheduled_windows(ctx)
-    batches = [(w, _extract(ctx, w, result)) for w in windows]
+    # Only here are lines sent exactly as stored left undecoded (the window's overlap, most of
+    # it): backfills and reconciles decode and compare every line of a day.
+    batches = [(w, _extract(ctx, w, result, skip_stored=True)) for w in windows]
     ctx.check_deadline()
     with result.timings.measure(ErrorPhase.LOAD), ctx.rt.engine.begin() as conn:
         lines = [line for _, batch in batches for line in batch.lines]
@@ -113,10 +118,30 @@ def _scheduled_windows(ctx: LocationContext) -> list[SalesWindow]:
     return windows
 
 
-def _extract(ctx: LocationContext, window: SalesWindow, result: LocationResult) -> SalesBatch:
+def _extract(
+    ctx: LocationContext, window: SalesWindow, result: LocationResult, *, skip_stored: bool = False
+) -> SalesBatch:
+    """The window's lines; with ``skip_stored``, those sent exactly as a stored line was loaded
+    from are counted (``SalesBatch.kept``) but not decoded, nor loaded again."""
     ctx.check_deadline()
     ctx.progress("extract", window.day.isoformat())
     warehouse = _sales_warehouse(ctx.location)
+    seed = sales_loader.fingerprint_seed(warehouse_code=warehouse, zone=ctx.location.zone.key)
+
+    def known() -> KnownLines | None:  # asked for only when the answer has lines
+        try:
+            with ctx.rt.engine.connect() as conn:
+                return sales_loader.known_lines(
+                    conn, location_id=ctx.location.id, start=window.start, end=window.end
+                )
+        except SQLAlchemyError as exc:  # every line is decoded instead
+            ctx.log.warning(
+                "stored lines unreadable; decoding every line",
+                ctx.location.id,
+                error=str(exc)[:200],
+            )
+            return None
+
     batch = fetch(
         ctx,
         "sales",
@@ -127,12 +152,19 @@ def _extract(ctx: LocationContext, window: SalesWindow, result: LocationResult) 
             start=window.start_time,
             end=window.end_time,
             zone=ctx.location.zone,
+            seed=seed,
+            known=known if skip_stored else None,
         ),
         result,
     )
-    result.windows.append({**window.describe(), "lines": len(batch.lines)})
+    described: dict[str, Any] = {**window.describe(), "lines": batch.sent}
+    if batch.kept:
+        described["decoded"] = len(batch.lines)
+    result.windows.append(described)
     result.counters += ItemCounters(
-        fetched=len(batch.lines) + batch.duplicates_removed, duplicates=batch.duplicates_removed
+        fetched=batch.sent + batch.duplicates_removed,
+        duplicates=batch.duplicates_removed,
+        unchanged=batch.kept,
     )
     return batch
 
@@ -249,7 +281,7 @@ def _stored_lines(conn: Connection, location_id: str, window: SalesWindow) -> in
 def _cover(ctx: LocationContext, conn: Connection, window: SalesWindow, batch: SalesBatch) -> None:
     """Zero lines while the store was open is only provisional coverage (SPEC §4.9)."""
     loc = ctx.location
-    provisional = not batch.lines and overlaps_opening_hours(
+    provisional = not batch.sent and overlaps_opening_hours(
         loc.opening_hours, window.start, window.end, loc.zone
     )
     coverage.add_coverage(

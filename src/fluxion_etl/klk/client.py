@@ -24,7 +24,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
-from fluxion_etl.domain.records import Catalogue, KlkWarehouse, KnownArticles, SalesBatch
+from fluxion_etl.domain.records import (
+    Catalogue,
+    KlkWarehouse,
+    KnownArticles,
+    KnownLines,
+    SalesBatch,
+)
 from fluxion_etl.domain.states import ErrorCategory
 from fluxion_etl.errors import (
     BadInputError,
@@ -275,14 +281,22 @@ class KlkClient:
         start: time | None = None,
         end: time | None = None,
         zone: ZoneInfo,
+        seed: int | None = None,
+        known: Callable[[], KnownLines | None] | None = None,
     ) -> Fetched[SalesBatch]:
         """``POST /ventas`` for one warehouse and one local day, optionally between two local
-        times (inclusive, as KLK reads ``hora_desde``/``hora_hasta``)."""
+        times (inclusive, as KLK reads ``hora_desde``/``hora_hasta``).
+
+        ``seed``: the lines' fingerprints are computed with it; ``known``: the stored lines the
+        answer may send again, asked for when it can help; the lines sent exactly as a stored
+        one was loaded from are not decoded (``decode.decode_sales``)."""
         body = _sales_body(branch_code, warehouse_code, day, start, end)
         request = _Request("ventas", "POST", "/ventas", self.timeouts.sales_read, body=body)
         return self._fetch(
             request,
-            lambda raw: decode.decode_sales(raw, warehouse_code=warehouse_code, zone=zone),
+            lambda raw: decode.decode_sales(
+                raw, warehouse_code=warehouse_code, zone=zone, seed=seed, known=known
+            ),
         )
 
     # --- machinery -------------------------------------------------------------------------------

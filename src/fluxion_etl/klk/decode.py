@@ -18,6 +18,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from itertools import repeat
 from operator import attrgetter
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -30,6 +31,7 @@ from fluxion_etl.domain.records import (
     CatalogueItem,
     KlkWarehouse,
     KnownArticles,
+    KnownLines,
     SalesBatch,
     SalesLine,
 )
@@ -122,11 +124,32 @@ def catalogue_warehouses(body: bytes, *, call: str = "articulos/reposicion") -> 
 
 
 def decode_sales(
-    body: bytes, *, warehouse_code: str, zone: ZoneInfo, call: str = "ventas"
+    body: bytes,
+    *,
+    warehouse_code: str,
+    zone: ZoneInfo,
+    call: str = "ventas",
+    seed: int | None = None,
+    known: Callable[[], KnownLines | None] | None = None,
 ) -> SalesBatch:
-    """Decode ``{"meta", "ventas"}`` of one warehouse; times are read in ``zone``, kept in UTC."""
+    """Decode ``{"meta", "ventas"}`` of one warehouse; times are read in ``zone``, kept in UTC.
+
+    With ``seed`` every line carries its fingerprint: its bytes exactly as sent, hashed with the
+    seed (``line_fingerprints``). With ``known`` too (the stored lines the response may send
+    again, asked for only when it can help), the lines whose fingerprint a stored line has are
+    not decoded: ``SalesBatch.kept`` counts them, ``lines`` holds the others. A scheduled window
+    re-reads the hour before it (the overlap), so most of its lines are such lines.
+    """
     with _bad_payload_guard(call, body):
-        return _sales(body, warehouse_code, zone, call)
+        return _sales(body, warehouse_code, zone, call, seed=seed, known=known)
+
+
+def line_fingerprints(lines: Sequence[msgspec.Raw], seed: int) -> list[int]:
+    """A 64-bit fingerprint of each sales line exactly as sent, in the database's signed
+    ``BIGINT`` range: XXH3 with ``seed`` (see ``article_fingerprints``). Equal fingerprints say,
+    but for a 2⁻⁶⁴ chance, that the bytes and the seed are equal."""
+    xxh3 = xxhash.xxh3_64_intdigest
+    return [xxh3(raw, seed) - _SIGNED_SHIFT for raw in lines]
 
 
 def decode_warehouses(body: bytes, call: str) -> list[KlkWarehouse]:
@@ -164,7 +187,7 @@ def _catalogue(
         top = general = _envelope(body, call)
         meta = _decode_part(general, "meta", wire.CatalogueMeta)
         articles = general.get("articulos")
-        raws = None if articles is None else _raw_articles(articles)
+        raws = None if articles is None else _raw_items(articles)
     else:
         raws = envelope.articulos
         meta = _one_pass_meta(envelope)
@@ -244,20 +267,25 @@ def _one_pass_meta(envelope: wire.CatalogueEnvelope) -> wire.CatalogueMeta:
 
 def _joined_articles(raws: list[msgspec.Raw]) -> list[wire.Article]:
     """Every article decoded from the bytes of each, as one array (positions as sent)."""
+    return _joined(raws, wire.Article, "$.articulos")
+
+
+def _joined(raws: list[msgspec.Raw], kind: type[_W], at: str) -> list[_W]:
+    """Every item decoded from the bytes of each, as one array (``at``: where they were)."""
     try:
         return cast(
-            list[wire.Article],
-            _decoder(list[wire.Article]).decode(b"[" + b",".join(cast(list[bytes], raws)) + b"]"),
+            list[_W],
+            _decoder(list[kind]).decode(b"[" + b",".join(cast(list[bytes], raws)) + b"]"),  # type: ignore[valid-type]
         )
     except msgspec.ValidationError as exc:
-        raise _located(exc, "$.articulos") from None
+        raise _located(exc, at) from None
 
 
-def _raw_articles(articles: msgspec.Raw) -> list[msgspec.Raw] | None:
-    """Each article's bytes, or None when ``articulos`` is not a JSON array (the typed decode
-    then says what is wrong)."""
+def _raw_items(part: msgspec.Raw) -> list[msgspec.Raw] | None:
+    """Each item's bytes, or None when ``part`` is not a JSON array (the typed decode then
+    says what is wrong)."""
     try:
-        return cast(list[msgspec.Raw], _decoder(list[msgspec.Raw]).decode(articles))
+        return cast(list[msgspec.Raw], _decoder(list[msgspec.Raw]).decode(part))
     except msgspec.ValidationError:
         return None
 
@@ -454,29 +482,50 @@ def _filtered_codes(value: Any) -> tuple[str, ...]:
 # --- sales ---------------------------------------------------------------------------------------
 
 
-def _sales(body: bytes, warehouse_code: str, zone: ZoneInfo, call: str) -> SalesBatch:
+def _sales(
+    body: bytes,
+    warehouse_code: str,
+    zone: ZoneInfo,
+    call: str,
+    *,
+    seed: int | None = None,
+    known: Callable[[], KnownLines | None] | None = None,
+) -> SalesBatch:
     top = _envelope(body, call)
     meta = _decode_part(top, "meta", wire.SalesMeta)
-    rows = _decode_part(top, "ventas", list[wire.Sale])
+    # Not a JSON array: no fingerprints, and the whole decode below says what is wrong.
+    raws = None if seed is None or "ventas" not in top else _raw_items(top["ventas"])
+    fingerprints = None if raws is None or seed is None else line_fingerprints(raws, seed)
+    if (
+        raws is not None
+        and fingerprints
+        and known is not None
+        and meta.total_registros == len(raws)
+        and len(set(fingerprints)) == len(fingerprints)
+    ):
+        held = known()
+        changed = (
+            None if held is None else _changed_lines(raws, fingerprints, held, warehouse_code, zone)
+        )
+        if changed is not None:
+            decoded, kept, duplicates = changed
+            return SalesBatch(
+                warehouse_code=warehouse_code,
+                lines=decoded,
+                declared_count=meta.total_registros,
+                duplicates_removed=duplicates,
+                generated_at=_generated_at(meta.fecha_generacion, zone),
+                extra=_echoed_filters(top),
+                kept=kept,
+            )
+    if raws is not None:
+        rows = _joined(raws, wire.Sale, "$.ventas")
+    else:
+        rows = _decode_part(top, "ventas", list[wire.Sale])
     if meta.total_registros != len(rows):
         raise KlkCountMismatchError(call, meta.total_registros, len(rows), raw=body)
     _reject_nul_text(body, rows, "$.ventas")
-    plausible = _sales_numbers_plausible(rows)
-    texts = _Texts()
-    lines = _sales_lines(rows, warehouse_code, zone, texts) if plausible else None
-    if lines is None:  # something is wrong: row by row names the first bad value
-        texts = _Texts()
-        lines = _sales_lines_row_by_row(rows, warehouse_code, zone, texts, check=not plausible)
-    limits.check_widths(
-        list(lines.values()),
-        limits.SALES_WIDTHS,
-        locate=lambda line: _row_path(
-            rows,
-            "$.ventas",
-            lambda row: (wire.optional_text(row.numero_factura), row.linea) == line.key,
-        ),
-        longest_seen=limits.longest(texts.values()),  # every text of a sales line is memoised
-    )
+    lines = _checked_sales_lines(rows, warehouse_code, zone, fingerprints, at="$.ventas")
     return SalesBatch(
         warehouse_code=warehouse_code,
         lines=tuple(lines.values()),
@@ -487,18 +536,94 @@ def _sales(body: bytes, warehouse_code: str, zone: ZoneInfo, call: str) -> Sales
     )
 
 
+def _checked_sales_lines(
+    rows: list[wire.Sale],
+    warehouse_code: str,
+    zone: ZoneInfo,
+    fingerprints: Sequence[int] | None,
+    *,
+    at: str,
+) -> dict[tuple[str, int], SalesLine]:
+    """The lines by key, every value checked; raises naming the first bad one (``at``: the
+    JSONPath of ``rows``)."""
+    plausible = _sales_numbers_plausible(rows)
+    texts = _Texts()
+    lines = _sales_lines(rows, warehouse_code, zone, texts, fingerprints) if plausible else None
+    if lines is None:  # something is wrong: row by row names the first bad value
+        texts = _Texts()
+        lines = _sales_lines_row_by_row(
+            rows, warehouse_code, zone, texts, fingerprints, check=not plausible, at=at
+        )
+    limits.check_widths(
+        list(lines.values()),
+        limits.SALES_WIDTHS,
+        locate=lambda line: _row_path(
+            rows,
+            at,
+            lambda row: (wire.optional_text(row.numero_factura), row.linea) == line.key,
+        ),
+        longest_seen=limits.longest(texts.values()),  # every text of a sales line is memoised
+    )
+    return lines
+
+
+def _changed_lines(
+    raws: list[msgspec.Raw],
+    fingerprints: list[int],
+    known: KnownLines,
+    warehouse_code: str,
+    zone: ZoneInfo,
+) -> tuple[tuple[SalesLine, ...], int, int] | None:
+    """(new or changed lines, kept, duplicates removed), decoding only the lines whose
+    fingerprint is not a stored line's; the others are stored exactly as sent.
+
+    None, and the caller decodes every line, whenever the shortcut could disagree with that:
+    most lines changed (the whole decode is then as cheap), a changed line with the key of a
+    kept one (which one wins depends on their order), or anything wrong with a changed line
+    (the whole decode names the first bad one by its position). The caller has checked that no
+    fingerprint repeats and that the meta's count is the number of lines.
+    """
+    stored = known.by_fingerprint
+    changed = [i for i, fingerprint in enumerate(fingerprints) if fingerprint not in stored]
+    if 2 * len(changed) > len(raws):
+        return None
+    kept = {stored[f] for f in fingerprints if f in stored}
+    subset = b"[" + b",".join([raws[i] for i in changed]) + b"]"
+    try:
+        rows = _decoder(list[wire.Sale]).decode(subset)
+        _reject_nul_text(subset, rows, "$")
+        lines = _checked_sales_lines(
+            rows, warehouse_code, zone, [fingerprints[i] for i in changed], at="$"
+        )
+    except (msgspec.ValidationError, wire.Invalid, KlkError):
+        return None
+    if not kept.isdisjoint(lines):
+        return None
+    return tuple(lines.values()), len(kept), len(rows) - len(lines)
+
+
 def _sales_lines_row_by_row(
-    rows: list[wire.Sale], warehouse_code: str, zone: ZoneInfo, texts: _Texts, *, check: bool
+    rows: list[wire.Sale],
+    warehouse_code: str,
+    zone: ZoneInfo,
+    texts: _Texts,
+    fingerprints: Sequence[int] | None = None,
+    *,
+    check: bool,
+    at: str = "$.ventas",
 ) -> dict[tuple[str, int], SalesLine]:
     """Every row through ``_sales_line``: raises on the first bad value, naming it."""
     instants: dict[tuple[date, str], datetime] = {}  # an invoice's lines share their time
     lines: dict[tuple[str, int], SalesLine] = {}
-    for index, row in enumerate(rows):
-        at = f"$.ventas[{index}]"
-        line = _sales_line(row, at, zone, check=check, instants=instants, texts=texts)
+    prints = repeat(None) if fingerprints is None else fingerprints
+    for index, (row, fingerprint) in enumerate(zip(rows, prints, strict=False)):
+        path = f"{at}[{index}]"
+        line = _sales_line(
+            row, path, zone, check=check, instants=instants, texts=texts, fingerprint=fingerprint
+        )
         if line.warehouse_code != warehouse_code:
             raise wire.Invalid(
-                f"{at}.cantidad[0].codigo_almacen",
+                f"{path}.cantidad[0].codigo_almacen",
                 f"line of warehouse {line.warehouse_code!r} in a response for {warehouse_code!r} "
                 "(KLK merged warehouses)",
             )
@@ -510,7 +635,11 @@ _SALES_CHUNK = 512  # lines per msgspec.convert: the drafts (one dict a line) st
 
 
 def _sales_lines(
-    rows: list[wire.Sale], warehouse_code: str, zone: ZoneInfo, texts: _Texts
+    rows: list[wire.Sale],
+    warehouse_code: str,
+    zone: ZoneInfo,
+    texts: _Texts,
+    fingerprints: Sequence[int] | None = None,
 ) -> dict[tuple[str, int], SalesLine] | None:
     """The lines by key (a repeated key: the first wins), or None when any row is not plainly
     valid (an empty array, a missing code, a line of another warehouse, a bad line number, time,
@@ -525,8 +654,9 @@ def _sales_lines(
     instants: dict[tuple[date, str], datetime] = {}
     records: list[SalesLine] = []
     drafts: list[dict[str, Any]] = []
+    prints = repeat(None) if fingerprints is None else fingerprints
     try:
-        for row in rows:
+        for row, fingerprint in zip(rows, prints, strict=False):
             if not (row.producto and row.cantidad and row.financiero):
                 return None
             product, quantity, money = row.producto[0], row.cantidad[0], row.financiero[0]
@@ -588,6 +718,7 @@ def _sales_lines(
                     "is_non_fiscal": flags[row.es_no_fiscal],
                     "has_promotion": flags[row.tiene_promocion],
                     "promotion_code": t[row.codigo_promocion],
+                    "fingerprint": fingerprint,
                 }
             )
             if len(drafts) == _SALES_CHUNK:
@@ -689,6 +820,7 @@ def _sales_line(
     check: bool = True,
     instants: dict[tuple[date, str], datetime] | None = None,
     texts: _Texts | None = None,
+    fingerprint: int | None = None,
 ) -> SalesLine:
     """One line, fields in the record's order (so the first bad field is the one reported).
 
@@ -762,6 +894,7 @@ def _sales_line(
         is_non_fiscal=_flag(row.es_no_fiscal, at, ".es_no_fiscal"),
         has_promotion=_flag(row.tiene_promocion, at, ".tiene_promocion"),
         promotion_code=t[row.codigo_promocion],
+        fingerprint=fingerprint,
     )
 
 

@@ -20,13 +20,9 @@ A digest counts only while nothing says otherwise:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from importlib.metadata import version
 from typing import cast
 
 import psycopg
@@ -36,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from fluxion_etl.domain.records import KnownArticles
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.store.bulk import is_postgres
+from fluxion_etl.store.code_version import source_version
 from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.schema import catalogue_digests, inventory_current, runs
 
@@ -64,18 +61,9 @@ _DECIDING_MODULES = (
 )
 
 
-@cache
 def code_version() -> str:
     """A hash of the source of the modules that decide what a catalogue stores."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name in _DECIDING_MODULES:
-        spec = importlib.util.find_spec(name)
-        source = None
-        if spec is not None and spec.loader is not None:
-            source = getattr(spec.loader, "get_source", lambda _name: None)(name)
-        # Without its source (bytecode only), the installed release stands for the code.
-        digest.update((source or f"{name} {version('fluxion-etl')}").encode())
-    return digest.hexdigest()
+    return source_version(_DECIDING_MODULES)
 
 
 def _still_stored() -> ColumnElement[bool]:

@@ -16,18 +16,23 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Column, Connection, TextClause, bindparam, text
+import xxhash
+from sqlalchemy import Column, Connection, TextClause, bindparam, select, text
 
-from fluxion_etl.domain.records import SalesLine
+from fluxion_etl.domain.records import KnownLines, SalesLine
 from fluxion_etl.store.bulk import column_list, differs, is_postgres, stage
+from fluxion_etl.store.code_version import source_version
 from fluxion_etl.store.sales_rows import sqlite_row_encoder
 from fluxion_etl.store.schema import sales_lines
 from fluxion_etl.store.types import UtcDateTime, utc_text
 
 SALES_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SalesLine))
 KEY_FIELDS = ("invoice_number", "line_number")
-# Everything but the key: what makes a stored line "changed".
-VALUE_FIELDS = tuple(n for n in SALES_FIELDS if n not in KEY_FIELDS)
+# Everything but the key and the fingerprint: what makes a stored line "changed". The
+# fingerprint is written with changed values and never alone, so the counts say what changed
+# for the chain, and a stored fingerprint always names bytes that decode to the stored values.
+VALUE_FIELDS = tuple(n for n in SALES_FIELDS if n not in (*KEY_FIELDS, "fingerprint"))
+WRITTEN_FIELDS = (*VALUE_FIELDS, "fingerprint")
 SALES_STAGE = "fluxion_stage_sales_lines"  # the lines alone: the location is bound
 KEYS_STAGE = "fluxion_stage_sales_keys"
 
@@ -47,6 +52,54 @@ class LoadResult:
     inserted: int
     updated: int
     unchanged: int
+
+
+# The modules whose code decides what a sales line's bytes end up as in the database.
+_DECIDING_MODULES = (
+    "fluxion_etl.klk.decode",
+    "fluxion_etl.klk.wire",
+    "fluxion_etl.klk.limits",
+    "fluxion_etl.domain.records",
+    "fluxion_etl.store.bulk",
+    "fluxion_etl.store.sales_loader",
+    "fluxion_etl.store.sales_rows",
+    "fluxion_etl.store.schema",
+    "fluxion_etl.store.types",
+)
+
+
+def fingerprint_seed(*, warehouse_code: str, zone: str) -> int:
+    """The seed of the lines' fingerprints (``klk.decode.decode_sales``): what, besides a line's
+    bytes, decides the row it is stored as: this release's code, the warehouse the response was
+    asked for and the zone its times are read in. Another release, warehouse or zone gives
+    other fingerprints, so nothing stored before is taken as already loaded (its lines are
+    decoded and compared again)."""
+    text = f"{source_version(_DECIDING_MODULES)}\n{warehouse_code}\n{zone}"
+    return xxhash.xxh3_64_intdigest(text.encode())
+
+
+def known_lines(
+    conn: Connection, *, location_id: str, start: datetime, end: datetime
+) -> KnownLines:
+    """The fingerprints of the location's stored lines sold from ``start`` to ``end`` (both
+    included), with their keys: what a response for that window may send again. A fingerprint
+    two stored lines share (only a hand edit can do that) is left out: its lines are decoded."""
+    c = sales_lines.c
+    query = select(c.fingerprint, c.invoice_number, c.line_number).where(
+        c.location_id == location_id,
+        c.sold_at >= start,
+        c.sold_at <= end,
+        c.fingerprint.is_not(None),
+    )
+    by_fingerprint: dict[int, tuple[str, int]] = {}
+    shared: set[int] = set()
+    for fingerprint, invoice_number, line_number in conn.execute(query):
+        if fingerprint in by_fingerprint:
+            shared.add(fingerprint)
+        by_fingerprint[fingerprint] = (invoice_number, line_number)
+    for fingerprint in shared:
+        del by_fingerprint[fingerprint]
+    return KnownLines(by_fingerprint=by_fingerprint)
 
 
 def load_sales(
@@ -96,7 +149,7 @@ def _upsert_postgres(
 
 
 def _postgres_merge() -> TextClause:
-    assignments = ", ".join(f"{n} = excluded.{n}" for n in VALUE_FIELDS)
+    assignments = ", ".join(f"{n} = excluded.{n}" for n in WRITTEN_FIELDS)
     return _typed(
         f"""
         WITH written AS (
@@ -143,7 +196,7 @@ def _upsert_sqlite(
 
 def _sqlite_upsert(conn: Connection) -> str:
     names = ("location_id", *SALES_FIELDS, "loaded_at", "run_id")
-    assignments = ", ".join(f"{n} = excluded.{n}" for n in (*VALUE_FIELDS, "loaded_at", "run_id"))
+    assignments = ", ".join(f"{n} = excluded.{n}" for n in (*WRITTEN_FIELDS, "loaded_at", "run_id"))
     placeholders = ", ".join("?" for _ in names)
     return f"""
         INSERT INTO sales_lines ({column_list(names)}) VALUES ({placeholders})

@@ -69,6 +69,7 @@ def sqlite_row_encoder(
             line.is_non_fiscal,
             line.has_promotion,
             line.promotion_code,
+            line.fingerprint,
             loaded_at,
             run_id,
         )

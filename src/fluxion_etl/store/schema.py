@@ -165,6 +165,9 @@ sales_lines = Table(
     Column("is_non_fiscal", Boolean, nullable=False),
     Column("has_promotion", Boolean, nullable=False),
     Column("promotion_code", String(64)),
+    # What the line was loaded from (``klk.decode``: its bytes, hashed): a line sent again byte
+    # for byte by a scheduled window is not decoded. Written with the values, never alone.
+    Column("fingerprint", BigInteger),
     Column("loaded_at", UtcDateTime, nullable=False),
     Column("run_id", Id),
     UniqueConstraint("location_id", "invoice_number", "line_number", name="uq_sales_lines_key"),

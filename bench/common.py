@@ -305,6 +305,8 @@ def _sales_line(
         gross_profit_usd=p.price[(article + 4) % 4000],
         invoice_total_bs=p.amount[(n // 5) % 20000], exchange_rate=rate,
         is_non_fiscal=False, has_promotion=False, promotion_code=None,
+        # as the decoder gives every line (its bytes hashed): other values, other bytes
+        fingerprint=(rng.getrandbits(64) - (1 << 63)) ^ (1 if changed else 0),
     )  # fmt: skip
 
 

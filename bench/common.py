@@ -266,16 +266,25 @@ def sales_batches(
         for loc in range(locations):
             rng = random.Random(f"{seed}:{loc}:{day}")
             change = random.Random(f"{seed}:{loc}:{day}:change:{changed}")
-            lines = [
-                _sales_line(rng, pools, day, rate, n, changed and change.random() < changed)
-                for n in range(lines_per_day)
-            ]
+            prints = random.Random(f"{seed}:{loc}:{day}:prints")  # the other draws as before
+            lines = []
+            for n in range(lines_per_day):
+                moved = bool(changed and change.random() < changed)
+                # as the decoder gives every line (its bytes hashed): other values, other bytes
+                fingerprint = (prints.getrandbits(64) - (1 << 63)) ^ moved
+                lines.append(_sales_line(rng, pools, day, rate, n, moved, fingerprint))
             batches.append(SalesBatch(f"tienda_{loc + 1:03d}", tuple(lines)))
     return batches
 
 
 def _sales_line(
-    rng: random.Random, p: _Pools, day: date, rate: Decimal, n: int, changed: bool
+    rng: random.Random,
+    p: _Pools,
+    day: date,
+    rate: Decimal,
+    n: int,
+    changed: bool,
+    fingerprint: int,
 ) -> SalesLine:
     article = rng.randrange(15000)
     sku, name, barcode = _article_text(article)
@@ -304,9 +313,7 @@ def _sales_line(
         total_cost_usd=p.price[(article + 3) % 4000], gross_profit_bs=p.amount[article + 4],
         gross_profit_usd=p.price[(article + 4) % 4000],
         invoice_total_bs=p.amount[(n // 5) % 20000], exchange_rate=rate,
-        is_non_fiscal=False, has_promotion=False, promotion_code=None,
-        # as the decoder gives every line (its bytes hashed): other values, other bytes
-        fingerprint=(rng.getrandbits(64) - (1 << 63)) ^ (1 if changed else 0),
+        is_non_fiscal=False, has_promotion=False, promotion_code=None, fingerprint=fingerprint,
     )  # fmt: skip
 
 
@@ -317,7 +324,12 @@ def incremental_sales(batches: Sequence[SalesBatch], overlap: int, new: int) -> 
         tail = batch.lines[-overlap:] if overlap else ()
         last = batch.lines[-1]
         fresh = tuple(
-            replace(last, invoice_number=f"N{last.invoice_number}-{k // 5:06d}", line_number=n)
+            replace(
+                last,
+                invoice_number=f"N{last.invoice_number}-{k // 5:06d}",
+                line_number=n,
+                fingerprint=None if last.fingerprint is None else last.fingerprint ^ (k + 1) << 1,
+            )
             for k in range(new)
             for n in [k % 5 + 1]
         )

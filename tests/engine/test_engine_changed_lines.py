@@ -40,6 +40,7 @@ def test_the_overlap_is_counted_not_decoded_and_stored_as_served(chain: Chain) -
         decoded = int(str(window.get("decoded", sent)))
         assert item.fetched == sent
         assert item.unchanged >= sent - decoded, "every kept line counts as unchanged"
+        assert item.unchanged == item.fetched - item.inserted - item.updated - item.duplicates
         assert item.inserted == len(sales_stamps(chain.engine, loc)) - len(stamps[loc])
         assert item.updated == 0
         kept_somewhere |= decoded < sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,7 @@ from klk_builders import (
 )
 from tests.conftest import SAMPLES
 
+from fluxion_etl.domain.records import KnownLines, SalesBatch
 from fluxion_etl.errors import (
     KlkBadPayloadError,
     KlkCountMismatchError,
@@ -37,7 +39,33 @@ CARACAS = ZoneInfo("America/Caracas")
 
 
 def _sales(body: bytes) -> Any:
-    return decode_sales(body, warehouse_code="APP-TPF", zone=CARACAS)
+    """Decoded as a backfill does (no fingerprints) and as a scheduled window does (each line's
+    bytes fingerprinted, nothing stored yet): both must give the same lines or the same error."""
+    plain = _outcome(lambda: decode_sales(body, warehouse_code="APP-TPF", zone=CARACAS))
+    scheduled = _outcome(
+        lambda: decode_sales(
+            body,
+            warehouse_code="APP-TPF",
+            zone=CARACAS,
+            seed=7,
+            known=lambda: KnownLines(by_fingerprint={}),
+        )
+    )
+    if isinstance(plain, Exception):
+        assert type(scheduled) is type(plain), (scheduled, plain)
+        assert str(scheduled) == str(plain)
+        raise plain
+    assert isinstance(scheduled, SalesBatch)
+    assert [replace(line, fingerprint=None) for line in scheduled.lines] == list(plain.lines)
+    assert replace(scheduled, lines=plain.lines) == plain
+    return plain
+
+
+def _outcome(decode: Callable[[], SalesBatch]) -> SalesBatch | Exception:
+    try:
+        return decode()
+    except Exception as exc:
+        return exc
 
 
 def _catalogue(body: bytes) -> Any:

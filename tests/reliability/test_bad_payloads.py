@@ -15,7 +15,7 @@ import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from klk_builders import article, catalogue_body, encode, sale, sales_body, with_part
 from sqlalchemy import select
 
-from fluxion_etl.domain.records import CatalogueItem, SalesLine
+from fluxion_etl.domain.records import CatalogueItem, KnownLines, SalesBatch, SalesLine
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase, ItemStatus, Job, RunStatus
 from fluxion_etl.errors import KlkBadPayloadError, KlkCountMismatchError, KlkError
 from fluxion_etl.klk import limits, wire
@@ -59,7 +59,33 @@ SPOT = "__SPOT__"  # a placeholder string, replaced by raw JSON bytes after enco
 
 
 def _sales(body: bytes) -> Any:
-    return decode_sales(body, warehouse_code="APP-TPF", zone=CARACAS)
+    """Decoded as a backfill does (no fingerprints) and as a scheduled window does (each line's
+    bytes fingerprinted, nothing stored yet): both must give the same lines or the same error."""
+    plain = _outcome(lambda: decode_sales(body, warehouse_code="APP-TPF", zone=CARACAS))
+    scheduled = _outcome(
+        lambda: decode_sales(
+            body,
+            warehouse_code="APP-TPF",
+            zone=CARACAS,
+            seed=7,
+            known=lambda: KnownLines(by_fingerprint={}),
+        )
+    )
+    if isinstance(plain, Exception):
+        assert type(scheduled) is type(plain), (scheduled, plain)
+        assert str(scheduled) == str(plain)
+        raise plain
+    assert isinstance(scheduled, SalesBatch)
+    assert [replace(line, fingerprint=None) for line in scheduled.lines] == list(plain.lines)
+    assert replace(scheduled, lines=plain.lines) == plain
+    return plain
+
+
+def _outcome(decode: Callable[[], SalesBatch]) -> SalesBatch | Exception:
+    try:
+        return decode()
+    except Exception as exc:
+        return exc
 
 
 def _catalogue(body: bytes) -> Any:

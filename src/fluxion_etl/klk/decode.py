@@ -290,6 +290,19 @@ def _raw_items(part: msgspec.Raw) -> list[msgspec.Raw] | None:
         return None
 
 
+# Anything that goes wrong decoding a subset sends the caller to the whole decode, which names
+# the offending row by its position in the whole body.
+_SHORTCUT_FAILURES = (
+    msgspec.MsgspecError,
+    wire.Invalid,
+    KlkError,
+    UnicodeDecodeError,
+    RecursionError,
+    ValueError,
+    OverflowError,
+)
+
+
 def _changed_articles(
     raws: list[msgspec.Raw], fingerprints: list[int], known: KnownArticles
 ) -> tuple[tuple[CatalogueItem, ...], int, tuple[str, ...], int] | None:
@@ -315,7 +328,7 @@ def _changed_articles(
         for row, i in zip(rows, changed, strict=True):
             row.fingerprint = fingerprints[i]
         items = _catalogue_items(rows)
-    except (msgspec.ValidationError, wire.Invalid, KlkError):
+    except _SHORTCUT_FAILURES:  # the whole decode says what is wrong, and where
         return None
     if items is None or not kept.isdisjoint(items):
         return None
@@ -595,7 +608,7 @@ def _changed_lines(
         lines = _checked_sales_lines(
             rows, warehouse_code, zone, [fingerprints[i] for i in changed], at="$"
         )
-    except (msgspec.ValidationError, wire.Invalid, KlkError):
+    except _SHORTCUT_FAILURES:  # the whole decode says what is wrong, and where
         return None
     if not kept.isdisjoint(lines):
         return None

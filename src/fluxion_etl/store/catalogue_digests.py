@@ -59,11 +59,13 @@ _DECIDING_MODULES = (
     "fluxion_etl.store.schema",
     "fluxion_etl.store.types",
 )
+_CODE_VERSION = source_version(_DECIDING_MODULES)
 
 
 def code_version() -> str:
-    """A hash of the source of the modules that decide what a catalogue stores."""
-    return source_version(_DECIDING_MODULES)
+    """A hash of the source of the modules that decide what a catalogue stores (read when this
+    module is imported: the code this process runs)."""
+    return _CODE_VERSION
 
 
 def _still_stored() -> ColumnElement[bool]:

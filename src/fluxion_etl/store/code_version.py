@@ -10,9 +10,12 @@ from importlib.metadata import version
 
 @cache
 def source_version(modules: tuple[str, ...]) -> str:
-    """A hash of the source of ``modules`` (dotted names), the same in every process that runs
-    the same code: a release that decodes or stores differently gets another one."""
+    """A hash of the source of ``modules`` (dotted names) and of the version of msgspec (which
+    reads the numbers): the same in every process that runs the same code, another one for a
+    release that changes any of them. Callers compute it when imported, so a process keeps the
+    version of the code it runs even if the files are replaced under it."""
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"msgspec {version('msgspec')}\n".encode())
     for name in modules:
         spec = importlib.util.find_spec(name)
         source = None

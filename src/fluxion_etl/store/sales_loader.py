@@ -66,15 +66,16 @@ _DECIDING_MODULES = (
     "fluxion_etl.store.schema",
     "fluxion_etl.store.types",
 )
+_CODE_VERSION = source_version(_DECIDING_MODULES)  # when imported: the code this process runs
 
 
 def fingerprint_seed(*, warehouse_code: str, zone: str) -> int:
     """The seed of the lines' fingerprints (``klk.decode.decode_sales``): what, besides a line's
-    bytes, decides the row it is stored as: this release's code, the warehouse the response was
-    asked for and the zone its times are read in. Another release, warehouse or zone gives
-    other fingerprints, so nothing stored before is taken as already loaded (its lines are
-    decoded and compared again)."""
-    text = f"{source_version(_DECIDING_MODULES)}\n{warehouse_code}\n{zone}"
+    bytes, decides the row it is stored as: the source of the modules that decode and store it
+    (and msgspec's version), the warehouse the response was asked for and the zone its times
+    are read in. A change to any of them gives other fingerprints, so nothing stored before is
+    taken as already loaded (its lines are decoded and compared again)."""
+    text = f"{_CODE_VERSION}\n{warehouse_code}\n{zone}"
     return xxhash.xxh3_64_intdigest(text.encode())
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Date, Engine, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError
 from store_builders import (
     OPENING,
@@ -20,6 +20,7 @@ from store_builders import (
 )
 
 from fluxion_etl.domain.records import SalesLine
+from fluxion_etl.store.db import downgrade, upgrade
 from fluxion_etl.store.sales_loader import (
     LoadResult,
     delete_missing_sales,
@@ -27,6 +28,7 @@ from fluxion_etl.store.sales_loader import (
     load_sales,
 )
 from fluxion_etl.store.schema import sales_lines as sales_table
+from fluxion_etl.store.types import UtcDateTime
 
 LOADED = datetime(2026, 1, 5, 20, 0, tzinfo=UTC)
 LATER = LOADED + timedelta(hours=1)
@@ -371,3 +373,52 @@ def test_loads_count_within_the_callers_transaction(engine: Engine) -> None:
             tx.rollback()
         count = conn.execute(select(func.count()).select_from(sales_table)).scalar_one()
     assert count == 0
+
+
+def test_the_fingerprint_migration_keeps_every_line_and_its_downgrade_drops_only_the_column(
+    engine: Engine,
+) -> None:
+    """Migration 0006 on a table that holds lines: they keep every value and have no fingerprint
+    (loaded again unchanged, they are not rewritten for one); the downgrade keeps them too."""
+    downgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sales_lines (location_id, invoice_number, line_number, sold_at, "
+                "business_day, sku, warehouse_code, quantity, total_bs, total_usd, is_non_fiscal, "
+                "has_promotion, loaded_at) VALUES ('tienda_01', 'F1', 1, :at, :day, '000001', "
+                "'APP-TPF', 2, 10, 1, false, false, :at)"
+            ).bindparams(bindparam("at", type_=UtcDateTime()), bindparam("day", type_=Date())),
+            {"at": LOADED, "day": LOADED.date()},
+        )
+    upgrade(engine)
+
+    with engine.connect() as conn:
+        kept = conn.execute(select(sales_table.c.quantity, sales_table.c.fingerprint)).one()
+    assert tuple(kept) == (Decimal(2), None)
+    same = SalesLine(
+        **{f.name: None for f in fields(SalesLine)},  # type: ignore[arg-type]
+    )
+    same = replace(
+        same,
+        invoice_number="F1",
+        line_number=1,
+        sold_at=LOADED,
+        business_day=LOADED.date(),
+        sku="000001",
+        warehouse_code="APP-TPF",
+        quantity=Decimal(2),
+        total_bs=Decimal(10),
+        total_usd=Decimal(1),
+        is_non_fiscal=False,
+        has_promotion=False,
+        fingerprint=42,
+    )
+    assert load(engine, [same], run_id=9, now=LATER) == LoadResult(0, 0, 1)
+    assert stamps(engine)[same.key] == (LOADED, None), "not rewritten for a fingerprint"
+    downgrade(engine, "0005")
+    with engine.connect() as conn:
+        columns = conn.execute(text("SELECT * FROM sales_lines")).keys()
+        assert "fingerprint" not in columns
+        assert conn.execute(text("SELECT count(*) FROM sales_lines")).scalar_one() == 1
+    upgrade(engine)

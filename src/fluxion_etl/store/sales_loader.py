@@ -75,8 +75,8 @@ def fingerprint_seed(*, warehouse_code: str, zone: str) -> int:
     (and msgspec's version), the warehouse the response was asked for and the zone its times
     are read in. A change to any of them gives other fingerprints, so nothing stored before is
     taken as already loaded (its lines are decoded and compared again)."""
-    text = f"{_CODE_VERSION}\n{warehouse_code}\n{zone}"
-    return xxhash.xxh3_64_intdigest(text.encode())
+    basis = f"{_CODE_VERSION}\n{warehouse_code}\n{zone}"
+    return xxhash.xxh3_64_intdigest(basis.encode())
 
 
 def known_lines(

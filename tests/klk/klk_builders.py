@@ -7,10 +7,16 @@ that exactly the literal it sent comes back.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
+
+from fluxion_etl.domain.records import KnownLines, SalesBatch
+from fluxion_etl.klk.decode import decode_sales
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
@@ -147,3 +153,34 @@ def warehouse(code: str = "APP-TPF", branch: str = "SUC001") -> dict[str, Any]:
         "CodigoAlmacen": code,
         "NombreAlmacen": "PISO DE VENTA PERIFERICO",
     }
+
+
+def decode_sales_both_ways(body: bytes, zone: ZoneInfo, warehouse_code: str = "APP-TPF") -> Any:
+    """Decoded as a backfill does (no fingerprints) and as a scheduled window does (each line's
+    bytes fingerprinted, nothing stored yet): both must give the same lines or the same error,
+    which is raised."""
+    plain = _outcome(lambda: decode_sales(body, warehouse_code=warehouse_code, zone=zone))
+    scheduled = _outcome(
+        lambda: decode_sales(
+            body,
+            warehouse_code=warehouse_code,
+            zone=zone,
+            seed=7,
+            known=lambda: KnownLines(by_fingerprint={}),
+        )
+    )
+    if isinstance(plain, Exception):
+        assert type(scheduled) is type(plain), (scheduled, plain)
+        assert str(scheduled) == str(plain)
+        raise plain
+    assert isinstance(scheduled, SalesBatch)
+    assert [replace(line, fingerprint=None) for line in scheduled.lines] == list(plain.lines)
+    assert replace(scheduled, lines=plain.lines) == plain
+    return plain
+
+
+def _outcome(decode: Callable[[], SalesBatch]) -> SalesBatch | Exception:
+    try:
+        return decode()
+    except Exception as exc:
+        return exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from klk_builders import (
     article,
     catalogue_body,
+    decode_sales_both_ways,
     encode,
     sale,
     sales_body,
@@ -22,7 +22,6 @@ from klk_builders import (
 )
 from tests.conftest import SAMPLES
 
-from fluxion_etl.domain.records import KnownLines, SalesBatch
 from fluxion_etl.errors import (
     KlkBadPayloadError,
     KlkCountMismatchError,
@@ -39,33 +38,7 @@ CARACAS = ZoneInfo("America/Caracas")
 
 
 def _sales(body: bytes) -> Any:
-    """Decoded as a backfill does (no fingerprints) and as a scheduled window does (each line's
-    bytes fingerprinted, nothing stored yet): both must give the same lines or the same error."""
-    plain = _outcome(lambda: decode_sales(body, warehouse_code="APP-TPF", zone=CARACAS))
-    scheduled = _outcome(
-        lambda: decode_sales(
-            body,
-            warehouse_code="APP-TPF",
-            zone=CARACAS,
-            seed=7,
-            known=lambda: KnownLines(by_fingerprint={}),
-        )
-    )
-    if isinstance(plain, Exception):
-        assert type(scheduled) is type(plain), (scheduled, plain)
-        assert str(scheduled) == str(plain)
-        raise plain
-    assert isinstance(scheduled, SalesBatch)
-    assert [replace(line, fingerprint=None) for line in scheduled.lines] == list(plain.lines)
-    assert replace(scheduled, lines=plain.lines) == plain
-    return plain
-
-
-def _outcome(decode: Callable[[], SalesBatch]) -> SalesBatch | Exception:
-    try:
-        return decode()
-    except Exception as exc:
-        return exc
+    return decode_sales_both_ways(body, CARACAS)
 
 
 def _catalogue(body: bytes) -> Any:

@@ -15,7 +15,7 @@ import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,17 +38,24 @@ from engine_support import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from klk_builders import article, catalogue_body, encode, sale, sales_body, with_part
+from klk_builders import (
+    article,
+    catalogue_body,
+    decode_sales_both_ways,
+    encode,
+    sale,
+    sales_body,
+    with_part,
+)
 from sqlalchemy import select
 
-from fluxion_etl.domain.records import CatalogueItem, KnownLines, SalesBatch, SalesLine
+from fluxion_etl.domain.records import CatalogueItem, SalesLine
 from fluxion_etl.domain.states import ErrorCategory, ErrorPhase, ItemStatus, Job, RunStatus
 from fluxion_etl.errors import KlkBadPayloadError, KlkCountMismatchError, KlkError
 from fluxion_etl.klk import limits, wire
 from fluxion_etl.klk.decode import (
     catalogue_warehouses,
     decode_catalogue,
-    decode_sales,
     decode_warehouses,
 )
 from fluxion_etl.store.schema import products, raw_payloads, sales_lines
@@ -59,33 +66,7 @@ SPOT = "__SPOT__"  # a placeholder string, replaced by raw JSON bytes after enco
 
 
 def _sales(body: bytes) -> Any:
-    """Decoded as a backfill does (no fingerprints) and as a scheduled window does (each line's
-    bytes fingerprinted, nothing stored yet): both must give the same lines or the same error."""
-    plain = _outcome(lambda: decode_sales(body, warehouse_code="APP-TPF", zone=CARACAS))
-    scheduled = _outcome(
-        lambda: decode_sales(
-            body,
-            warehouse_code="APP-TPF",
-            zone=CARACAS,
-            seed=7,
-            known=lambda: KnownLines(by_fingerprint={}),
-        )
-    )
-    if isinstance(plain, Exception):
-        assert type(scheduled) is type(plain), (scheduled, plain)
-        assert str(scheduled) == str(plain)
-        raise plain
-    assert isinstance(scheduled, SalesBatch)
-    assert [replace(line, fingerprint=None) for line in scheduled.lines] == list(plain.lines)
-    assert replace(scheduled, lines=plain.lines) == plain
-    return plain
-
-
-def _outcome(decode: Callable[[], SalesBatch]) -> SalesBatch | Exception:
-    try:
-        return decode()
-    except Exception as exc:
-        return exc
+    return decode_sales_both_ways(body, CARACAS)
 
 
 def _catalogue(body: bytes) -> Any:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from fluxion_etl.domain.records import KnownArticles
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.store.bulk import is_postgres
-from fluxion_etl.store.code_version import source_version
+from fluxion_etl.store.code_version import DECODING_MODULES, source_version
 from fluxion_etl.store.dialect import insert_for
 from fluxion_etl.store.schema import catalogue_digests, inventory_current, runs
 
@@ -49,15 +49,9 @@ class CatalogueDigest:
 
 # The modules whose code decides what a catalogue's bytes end up as in the database.
 _DECIDING_MODULES = (
-    "fluxion_etl.klk.decode",
-    "fluxion_etl.klk.wire",
-    "fluxion_etl.klk.limits",
-    "fluxion_etl.domain.records",
-    "fluxion_etl.store.bulk",
+    *DECODING_MODULES,
     "fluxion_etl.store.catalogue_digests",
     "fluxion_etl.store.inventory_loader",
-    "fluxion_etl.store.schema",
-    "fluxion_etl.store.types",
 )
 _CODE_VERSION = source_version(_DECIDING_MODULES)
 

@@ -7,6 +7,18 @@ import importlib.util
 from functools import cache
 from importlib.metadata import version
 
+# The modules that decide what any KLK payload's bytes end up as in the database; each kind of
+# row adds its own loader's modules.
+DECODING_MODULES = (
+    "fluxion_etl.klk.decode",
+    "fluxion_etl.klk.wire",
+    "fluxion_etl.klk.limits",
+    "fluxion_etl.domain.records",
+    "fluxion_etl.store.bulk",
+    "fluxion_etl.store.schema",
+    "fluxion_etl.store.types",
+)
+
 
 @cache
 def source_version(modules: tuple[str, ...]) -> str:

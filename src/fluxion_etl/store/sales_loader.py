@@ -21,7 +21,7 @@ from sqlalchemy import Column, Connection, TextClause, bindparam, select, text
 
 from fluxion_etl.domain.records import KnownLines, SalesLine
 from fluxion_etl.store.bulk import column_list, differs, is_postgres, stage
-from fluxion_etl.store.code_version import source_version
+from fluxion_etl.store.code_version import DECODING_MODULES, source_version
 from fluxion_etl.store.sales_rows import sqlite_row_encoder
 from fluxion_etl.store.schema import sales_lines
 from fluxion_etl.store.types import UtcDateTime, utc_text
@@ -56,15 +56,9 @@ class LoadResult:
 
 # The modules whose code decides what a sales line's bytes end up as in the database.
 _DECIDING_MODULES = (
-    "fluxion_etl.klk.decode",
-    "fluxion_etl.klk.wire",
-    "fluxion_etl.klk.limits",
-    "fluxion_etl.domain.records",
-    "fluxion_etl.store.bulk",
+    *DECODING_MODULES,
     "fluxion_etl.store.sales_loader",
     "fluxion_etl.store.sales_rows",
-    "fluxion_etl.store.schema",
-    "fluxion_etl.store.types",
 )
 _CODE_VERSION = source_version(_DECIDING_MODULES)  # when imported: the code this process runs
 

@@ -2,10 +2,10 @@
 
 A server that answers ``POST /api/etl/sync`` with a fixed JSON answer and does nothing else, served
 the way ``fluxion-etl serve`` serves the API (uvicorn with its default event loop and HTTP parser,
-the same listening socket): ``asgi`` is a bare ASGI app, ``fastapi`` one FastAPI route with a body
-model and the ``Idempotency-Key`` header. ``bench.service --floors`` drives them with the same
-callers as the real API, so that its latency can be read against what this machine gives to a
-server doing no work at all.
+its writes coalesced as ``serve``'s are, the same listening socket): ``asgi`` is a bare ASGI app,
+``fastapi`` one FastAPI route with a body model and the ``Idempotency-Key`` header.
+``bench.service --floors`` drives them with the same callers as the real API, so that its latency
+can be read against what this machine gives to a server doing no work at all.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import FastAPI, Header
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
+from fluxion_etl.api.writes import coalesced
 from fluxion_etl.cli.service import listening_socket
 
 ANSWER = b'{"success":true,"message":"floor","status":"running","run_id":null}'
@@ -74,6 +75,8 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     print(f"{SERVING}http://127.0.0.1:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config.load()
+    config.http_protocol_class = coalesced(config.http_protocol_class)
     uvicorn.Server(config).run(sockets=[sock])
 
 

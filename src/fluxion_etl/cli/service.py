@@ -124,6 +124,8 @@ def bind_http(service: Service, host: str, port: int) -> BoundHttp:
     """The service's app under uvicorn, listening on ``host``:``port`` (announced on stderr)."""
     import uvicorn
 
+    from fluxion_etl.api.writes import coalesced
+
     config = uvicorn.Config(
         service.app(), host=host, port=port, log_level="warning", access_log=False
     )
@@ -135,6 +137,7 @@ def bind_http(service: Service, host: str, port: int) -> BoundHttp:
     url = f"http://{host}:{sock.getsockname()[1]}"
     typer.echo(f"fluxion-etl serving on {url}", err=True)
     config.load()  # uvicorn's protocol and loop modules, imported before the freeze
+    config.http_protocol_class = coalesced(config.http_protocol_class)
     return BoundHttp(uvicorn.Server(config), sock, url)
 
 

@@ -373,10 +373,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of the process and of its children that have exited (run workers)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU of the process, of its children that have exited (run workers) and of
+    those still running (the pool launcher's workers, a worker in the middle of its run)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # exited meanwhile: its parent's count has it once it is waited for
     ticks = sum(int(value) for value in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(map(process_cpu_seconds, _children(pid)))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def idle_cpu_percent(pid: int, seconds: float) -> float:
@@ -694,8 +708,9 @@ def main(argv: Sequence[str] | None = None) -> ServiceReport:
     parser.add_argument("--idle-seconds", type=float, default=60, help="0: skip")
     parser.add_argument(
         "--launchers",
-        default="inline,subprocess",
-        help="comma-separated: inline (runs execute in the serve process), subprocess",
+        default="inline,pool,subprocess",
+        help="comma-separated: inline (runs execute in the serve process), pool (in worker "
+        "processes started with it), subprocess (a process per run)",
     )
     parser.add_argument(
         "--driver",

@@ -51,6 +51,11 @@ def make_launcher(rt: Runtime) -> Launcher:
         from fluxion_etl.launchers.subprocess import SubprocessLauncher
 
         return SubprocessLauncher(rt.engine, rt.clock, nice=settings.subprocess_worker_nice)
+    if settings.launcher == "pool":
+        from fluxion_etl.launchers.pool import PoolLauncher, WorkerSetup
+
+        setup = WorkerSetup(settings, rt.config, nice=settings.subprocess_worker_nice)
+        return PoolLauncher(rt.engine, rt.clock, setup, workers=settings.pool_workers)
     if settings.launcher == "ecs":
         from fluxion_etl.launchers.ecs import EcsLauncher
 

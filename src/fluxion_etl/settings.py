@@ -71,10 +71,13 @@ class Settings(BaseSettings):
     run_log_retention_days: int = Field(30, ge=1)
     metrics_token: SecretStr | None = None  # a scrape-only bearer token for /metrics
 
-    launcher: Literal["inline", "subprocess", "ecs"] = "inline"
-    # FLUXION_LAUNCHER=subprocess: worker processes run this many steps nicer than `serve` (0: as
-    # nice as it), so a burst of starting workers does not take the cores from the API's calls.
+    launcher: Literal["inline", "pool", "subprocess", "ecs"] = "inline"
+    # FLUXION_LAUNCHER=subprocess or pool: worker processes run this many steps nicer than `serve`
+    # (0: as nice as it), so busy workers do not take the cores from the API's calls.
     subprocess_worker_nice: int = Field(10, ge=0, le=19)
+    # FLUXION_LAUNCHER=pool: worker processes started with the service, each executing one run at
+    # a time (more runs wait queued for a free worker).
+    pool_workers: int = Field(2, ge=1, le=32)
     scheduler: Literal["embedded", "external"] = "embedded"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -62,21 +62,7 @@ class SubprocessLauncher:
             for rid in exited:
                 del self._children[rid]
         for run_id, child in exited.items():
-            self._settle(run_id, child)
-
-    def _settle(self, run_id: int, child: subprocess.Popen[bytes]) -> None:
-        code = child.returncode
-        if code == EXIT_NOT_CLAIMED:
-            return  # a duplicate launch: another process executes the run (or it has ended)
-        with self._engine.begin() as conn:
-            run = ledger.get_run(conn, run_id)
-            if run is None or RunStatus(run.status).is_final:
-                return
-            if run.status == RunStatus.RUNNING and not _owned_by(run.owner, child.pid):
-                return  # another worker claimed it; the lease reaper watches that one
-            message = f"worker process exited with code {code} before finishing the run"
-            leases.abandon_run(conn, run_id, now=self._clock.now(), message=message)
-        log.warning("worker died", run_id=run_id, exit_code=code)
+            settle_exited(self._engine, self._clock, run_id, child.pid, child.returncode)
 
     def alive(self) -> bool:
         return not self._closed
@@ -91,6 +77,23 @@ class SubprocessLauncher:
                     break
             time.sleep(0.2)
         self.poll()
+
+
+def settle_exited(engine: Engine, clock: Clock, run_id: int, pid: int, code: int | None) -> None:
+    """The worker process ``pid`` that was given ``run_id`` exited with ``code``: the run is
+    abandoned (``worker_lost``) unless it has ended, the worker lost the claim to another
+    process (``EXIT_NOT_CLAIMED``, or a running run owned by another), as a duplicate launch."""
+    if code == EXIT_NOT_CLAIMED:
+        return  # a duplicate launch: another process executes the run (or it has ended)
+    with engine.begin() as conn:
+        run = ledger.get_run(conn, run_id)
+        if run is None or RunStatus(run.status).is_final:
+            return
+        if run.status == RunStatus.RUNNING and not _owned_by(run.owner, pid):
+            return  # another worker claimed it; the lease reaper watches that one
+        message = f"worker process exited with code {code} before finishing the run"
+        leases.abandon_run(conn, run_id, now=clock.now(), message=message)
+    log.warning("worker died", run_id=run_id, exit_code=code)
 
 
 def _lower_priority(pid: int, steps: int) -> None:

@@ -366,12 +366,6 @@ def wait_until_idle(database: str, timeout: float = 120) -> None:
     engine.dispose()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the process itself."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU of the process, of its children that have exited (run workers) and of
     those still running (the pool launcher's workers, a worker in the middle of its run)."""
@@ -394,9 +388,9 @@ def _children(pid: int) -> list[int]:
 
 
 def idle_cpu_percent(pid: int, seconds: float) -> float:
-    before, started = cpu_seconds(pid), time.monotonic()
+    before, started = process_cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    return 100 * (cpu_seconds(pid) - before) / (time.monotonic() - started)
+    return 100 * (process_cpu_seconds(pid) - before) / (time.monotonic() - started)
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -548,7 +542,7 @@ class ServiceReport:
             ])  # fmt: skip
         if self.idle_cpu is not None:
             scheduler.append([
-                f"serve process idle CPU ({self.idle_seconds:.0f} s)",
+                f"serve process (and its workers) idle CPU ({self.idle_seconds:.0f} s)",
                 f"{self.idle_cpu:.2f} % of one core",
             ])  # fmt: skip
         if scheduler:

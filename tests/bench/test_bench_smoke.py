@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
@@ -141,3 +145,38 @@ def test_service_benchmark_repeats_bursts_each_with_runs_of_its_own() -> None:
     assert len(first) + len(second) == report.runs_created <= 2 * 3
     assert report.duplicates == 0
     assert "p99 of the first burst" in report.markdown()
+
+
+def test_service_benchmark_drives_the_pool_launcher_and_counts_its_workers_cpu() -> None:
+    report = service.run(
+        service.Options(
+            "sqlite", clients=8, requests=2, keys=3, fire_count=0, idle_seconds=0,
+            launchers=("pool",),
+        )
+    )  # fmt: skip
+
+    (contender,) = report.contenders
+    assert contender.label == "pool launcher"
+    assert report.runs_created >= 1
+    assert report.duplicates == 0
+
+
+def test_process_cpu_counts_live_children() -> None:
+    """A pool's workers are children that never exit while it serves: their CPU counts."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.process_time() + 0.5\n"
+         "while time.process_time() < end: pass\ntime.sleep(30)"]
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while service.process_cpu_seconds(os.getpid()) - _own_cpu() < 0.4:
+            assert time.monotonic() < deadline, "the child's CPU was not counted"
+            time.sleep(0.1)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _own_cpu() -> float:
+    fields = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")

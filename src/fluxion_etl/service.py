@@ -208,7 +208,8 @@ class Service:
         if reaped:
             log.warning("runs abandoned: their process stopped heartbeating", runs=reaped)
         for run in stale:
-            if run.external_ref is None and run.created_at < now - RELAUNCH_AFTER:
+            held = self.launcher.holds(run.id)  # waiting for a free thread or worker
+            if run.external_ref is None and run.created_at < now - RELAUNCH_AFTER and not held:
                 log.warning("relaunching a run queued but never launched", run_id=run.id)
                 self.launch(run.id)
         self.launcher.poll()

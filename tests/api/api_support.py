@@ -49,6 +49,9 @@ class FakeLauncher:
             raise LaunchError(self.fail_with)
         self.launched.append(run_id)
 
+    def holds(self, run_id: int) -> bool:
+        return False
+
     def poll(self) -> None:
         pass
 

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from fluxion_etl.api.writes import CoalescingTransport, coalesced
+from fluxion_etl.api.writes import HOLD_AT_MOST, CoalescingTransport, coalesced
 from fluxion_etl.cli.service import bind_http
 from fluxion_etl.config import load_config
 from fluxion_etl.domain.clock import ManualClock
@@ -122,6 +122,22 @@ async def test_write_eof_sends_what_is_held_first() -> None:
 
     assert real.sent == [b"ab"]
     assert real.eof
+
+
+@on_a_loop
+async def test_more_than_a_turns_worth_is_sent_at_once() -> None:
+    """A large body is not held: the real transport (and its flow control) gets it now."""
+    transport, real = _coalescing()
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    body = b"x" * HOLD_AT_MOST
+
+    transport.write(body)
+
+    assert real.sent == [b"HTTP/1.1 200 OK\r\n\r\n" + body]
+    assert transport.get_write_buffer_size() == 0
+    transport.write(b"after")
+    await _turn()
+    assert real.sent[1:] == [b"after"]
 
 
 @on_a_loop

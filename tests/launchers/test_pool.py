@@ -1,10 +1,13 @@
-"""The pool launcher: runs execute in worker processes that start with the service and stay
-(both dialects). Each run is executed once, by a worker (not the service's process); a worker that
-dies holding a run abandons it and is replaced; closing stops every worker and refuses new runs."""
+"""The pool launcher: runs execute in worker processes that start with the service and stay.
+
+Each run is executed once, by a worker (not the service's process); a worker killed while it
+executes a run abandons that run and is replaced; killing or stopping one idle worker stalls no
+other; workers that cannot start fail the waiting runs and refuse new ones until one starts;
+closing kills what outlives the grace period and leaves waiting runs queued. The first two on
+both dialects, the rest on SQLite (they test processes, not the store)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import socket
@@ -19,21 +22,39 @@ from ops_support import TODAY, Chain, local, run_row, simulated_chain
 from sqlalchemy import Engine, func, select
 
 from fluxion_etl.domain.requests import RunRequest
-from fluxion_etl.domain.states import Job, RunStatus, Trigger
+from fluxion_etl.domain.states import ItemStatus, Job, RunStatus, Trigger
 from fluxion_etl.engine.submit import submit
-from fluxion_etl.launchers import LaunchError
+from fluxion_etl.launchers import LaunchError, pool
 from fluxion_etl.launchers.pool import PoolLauncher
 from fluxion_etl.service import Service
-from fluxion_etl.store import schema
+from fluxion_etl.store import ledger, schema
 from fluxion_etl.store.ledger import RunRow
+
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 
 def _workers() -> set[int]:
-    return {
-        child.pid
-        for child in multiprocessing.active_children()
-        if child.name == "fluxion-run-worker" and child.pid is not None
-    }
+    """The live spawned children of this process (read from /proc: ``active_children`` would
+    reap them, racing the pool's thread for their exit codes)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in task.read_text().split():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[0] != "Z" and b"spawn_main" in command:
+                found.add(int(pid))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie, or reaped): its files, its end of the pipe included, are closed."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _wait_for(what: Callable[[], Any], *, seconds: float = 60) -> Any:
@@ -53,7 +74,7 @@ def _owner_pid(run: RunRow) -> int:
 
 @contextmanager
 def _pool_service(
-    chain: Chain, monkeypatch: pytest.MonkeyPatch, **settings: Any
+    chain: Chain, monkeypatch: pytest.MonkeyPatch, *, grace: float = 30, **settings: Any
 ) -> Iterator[Service]:
     monkeypatch.setenv("FLUXION_CLOCK", "system")  # what the workers read, as `worker` does
     pooled = chain.settings.model_copy(update={"launcher": "pool", **settings})
@@ -62,10 +83,10 @@ def _pool_service(
         assert isinstance(service.launcher, PoolLauncher)
         yield service
     finally:
-        service.stop(grace=30)
+        service.stop(grace=grace)
 
 
-def _queue(chain: Chain, job: Job) -> int:
+def _queue(chain: Chain, job: Job = Job.INVENTORY) -> int:
     request = RunRequest(job=job, trigger=Trigger.API, requested_by="test")
     return submit(
         chain.engine, request, config=chain.config, settings=chain.settings, clock=chain.clock
@@ -75,6 +96,33 @@ def _queue(chain: Chain, job: Job) -> int:
 def _final(engine: Engine, run_id: int) -> RunRow | None:
     run = run_row(engine, run_id)
     return run if RunStatus(run.status).is_final else None
+
+
+def _executed(service: Service, chain: Chain, job: Job = Job.INVENTORY) -> RunRow:
+    run_id = _queue(chain, job)
+    service.launch(run_id)
+    run: RunRow = _wait_for(lambda: _final(chain.engine, run_id))
+    return run
+
+
+@contextmanager
+def _klk_that_never_answers() -> Iterator[str]:
+    """A KLK that accepts connections and never answers: a run's first request hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _running(engine: Engine, run_id: int) -> RunRow | None:
+    run = run_row(engine, run_id)
+    return run if run.status == RunStatus.RUNNING else None
+
+
+def _every_location_started(engine: Engine, run_id: int) -> bool:
+    with engine.connect() as conn:
+        items = ledger.get_items(conn, run_id)
+    return bool(items) and all(item.status == ItemStatus.RUNNING for item in items)
 
 
 def test_runs_execute_once_each_in_the_workers_which_stay(
@@ -91,29 +139,20 @@ def test_runs_execute_once_each_in_the_workers_which_stay(
         done = [_wait_for(lambda run_id=run_id: _final(engine, run_id)) for run_id in runs]
 
         assert [run.status for run in done] == [RunStatus.SUCCEEDED, RunStatus.SUCCEEDED]
-        assert {_owner_pid(run) for run in done} <= workers
-        assert os.getpid() not in {_owner_pid(run) for run in done}
-        service.launch(runs[0])  # launched again (a relaunch): the run has ended, nothing runs
-        service.launcher.poll()
+        owners = {_owner_pid(run) for run in done}
+        assert owners <= workers
+        assert os.getpid() not in owners
+        # each worker says it is done after the run has ended in the ledger
+        _wait_for(lambda: not any(service.launcher.holds(run_id) for run_id in runs))
         assert _workers() == workers  # the same processes, still there for the next runs
         assert service.launcher.alive()
     assert _workers() == set()  # stopped with the service
-    assert run_row(engine, runs[0]).status == RunStatus.SUCCEEDED
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(schema.runs)) == 2
 
 
-@contextmanager
-def _klk_that_never_answers() -> Iterator[str]:
-    """A KLK that accepts connections and never answers: a run's first request hangs."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-
-
-def test_a_worker_that_dies_holding_a_run_abandons_it_and_is_replaced(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_a_worker_killed_while_executing_a_run_abandons_it_and_is_replaced(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with (
         simulated_chain(engine, start=local(TODAY, 10)) as chain,
@@ -123,41 +162,103 @@ def test_a_worker_that_dies_holding_a_run_abandons_it_and_is_replaced(
         ) as service,
     ):
         (worker,) = _wait_for(_workers)
-        run_id = _queue(chain, Job.INVENTORY)
+        run_id = _queue(chain)
         service.launch(run_id)
-        running = _wait_for(
-            lambda: (run := run_row(engine, run_id)).status == RunStatus.RUNNING and run
-        )
+        assert service.launcher.holds(run_id)
+        running = _wait_for(lambda: _running(engine, run_id))
         assert _owner_pid(running) == worker
-        os.kill(worker, signal.SIGKILL)
-        _wait_for(lambda: worker not in _workers() and not _pid_alive(worker))
-        service.launcher.poll()
 
-        run = run_row(engine, run_id)
+        os.kill(worker, signal.SIGKILL)
+        run: RunRow = _wait_for(lambda: _final(engine, run_id))  # settled by the pool's thread
+
         assert (run.status, run.error_category) == (RunStatus.ABANDONED, "worker_lost")
         assert run.error_message == (
             f"worker process exited with code {-signal.SIGKILL} before finishing the run"
         )
-        (replacement,) = _wait_for(_workers)
+        (replacement,) = _wait_for(lambda: _workers() - {worker})
         assert replacement != worker
+        assert not service.launcher.holds(run_id)
         assert service.launcher.alive()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+@SQLITE_ONLY
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_or_stopping_an_idle_worker_stalls_no_other(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, how: signal.Signals
+) -> None:
+    """Each worker has a pipe of its own: one killed while it waits for a run holds no lock
+    the others need; one stopped (SIGTERM from elsewhere) stops alone and is replaced."""
+    with (
+        simulated_chain(engine, start=local(TODAY, 10)) as chain,
+        _pool_service(chain, monkeypatch, pool_workers=2) as service,
+    ):
+        first, second = sorted(_wait_for(lambda: len(_workers()) == 2 and _workers()))
+        _executed(service, chain)  # both ready and idle from here on
+        os.kill(first, how)
+        _wait_for(lambda: _gone(first))
+
+        runs = [_executed(service, chain) for _ in range(3)]
+
+        assert [run.status for run in runs] == [RunStatus.SUCCEEDED] * 3
+        assert len(_wait_for(lambda: len(_workers()) == 2 and _workers())) == 2
+        assert second in _workers()
 
 
-def test_closing_stops_the_workers_and_refuses_new_runs(
+@SQLITE_ONLY
+def test_workers_that_cannot_start_fail_the_waiting_runs_until_one_starts(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pool, "MAX_RESPAWN_DELAY", 0.1)
     with simulated_chain(engine, start=local(TODAY, 10)) as chain:
-        with _pool_service(chain, monkeypatch, pool_workers=2) as service:
-            _wait_for(lambda: len(_workers()) == 2)
+        monkeypatch.setenv("FLUXION_CLOCK", "nonsense")  # read by the workers only
+        pooled = chain.settings.model_copy(update={"launcher": "pool", "pool_workers": 1})
+        service = Service.open(pooled, chain.config, chain.clock)
+        try:
+            waiting = _queue(chain)
+            service.launch(waiting)
+            run: RunRow = _wait_for(lambda: _final(engine, waiting))
+
+            assert (run.status, run.error_category) == (RunStatus.FAILED, "launch")
+            assert run.error_message is not None
+            assert "exit before they are ready" in run.error_message
+            assert not service.launcher.alive()
+            with pytest.raises(LaunchError, match="exit before they are ready"):
+                service.launcher.launch(_queue(chain))
+
+            monkeypatch.setenv("FLUXION_CLOCK", "system")  # the next worker starts
+            _wait_for(service.launcher.alive)
+            assert _executed(service, chain).status == RunStatus.SUCCEEDED
+        finally:
+            service.stop(grace=30)
+
+
+@SQLITE_ONLY
+def test_closing_kills_what_outlives_the_grace_and_leaves_waiting_runs_queued(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (
+        simulated_chain(engine, start=local(TODAY, 10)) as chain,
+        _klk_that_never_answers() as silent,
+    ):
+        with _pool_service(
+            chain,
+            monkeypatch,
+            grace=1,
+            pool_workers=1,
+            klk_base_url=silent,
+            klk_catalogue_read_timeout=120,
+        ) as service:
+            _wait_for(_workers)
+            hanging, waiting = _queue(chain), _queue(chain, Job.SALES)
+            service.launch(hanging)
+            # started and hanging (a stop before a location starts leaves it to the next run)
+            _wait_for(lambda: _every_location_started(engine, hanging))
+            service.launch(waiting)
+            assert service.launcher.holds(waiting)
+
         assert _workers() == set()
         assert not service.launcher.alive()
+        assert run_row(engine, hanging).status == RunStatus.ABANDONED  # killed after 1 s
+        assert run_row(engine, waiting).status == RunStatus.QUEUED  # for the next service
         with pytest.raises(LaunchError, match="shutting down"):
-            service.launcher.launch(_queue(chain, Job.INVENTORY))
+            service.launcher.launch(waiting)

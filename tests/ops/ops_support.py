@@ -258,6 +258,9 @@ class NullLauncher:
     def launch(self, run_id: int) -> None:
         self.launched.append(run_id)
 
+    def holds(self, run_id: int) -> bool:
+        return False
+
     def poll(self) -> None:
         pass
 

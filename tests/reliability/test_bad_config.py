@@ -367,6 +367,7 @@ WRONG_SETTINGS: dict[str, list[str]] = {
     "metrics_token": ["", "short-token"],
     "launcher": ["lambda"],
     "subprocess_worker_nice": ["-1", "20", "low"],
+    "pool_workers": ["0", "33", "two"],
     "scheduler": ["cron"],
     "log_format": ["xml"],
     "session_secret": ["", "too-short"],

@@ -39,6 +39,9 @@ class FakeLauncher:
             raise LaunchError("no capacity")
         self.launched.append(run_id)
 
+    def holds(self, run_id: int) -> bool:
+        return False
+
     def poll(self) -> None:
         pass
 

@@ -10,6 +10,8 @@ Contract of a launcher:
   (``worker_lost``, unfinished items failed, leases freed) with the reason — unless the execution
   was a duplicate launch that another process's worker won (``EXIT_NOT_CLAIMED``, or a run owned
   by another process): that run is alive, and the lease reaper watches it.
+- ``holds(run_id)`` is True while the launcher has the run in hand (waiting for a thread or a
+  worker, or executing): the service then does not relaunch it for having stayed queued.
 - ``alive()`` tells readiness whether the launcher can take work; ``close(grace)`` stops taking
   work and waits up to ``grace`` seconds for running executions.
 - ``hands_off_in_process`` is True when ``launch`` only hands the run to this process's own
@@ -41,6 +43,8 @@ class Launcher(Protocol):
     hands_off_in_process: bool
 
     def launch(self, run_id: int) -> None: ...
+
+    def holds(self, run_id: int) -> bool: ...
 
     def poll(self) -> None: ...
 

@@ -185,6 +185,10 @@ class EcsLauncher:
             )
         log.error("run launch failed", run_id=run_id, reason=message)
 
+    def holds(self, run_id: int) -> bool:
+        """A launched run carries its task's ARN (``external_ref``): never relaunched."""
+        return False
+
     # --- poll ------------------------------------------------------------------------------
 
     def poll(self) -> None:

@@ -22,6 +22,7 @@ class InlineLauncher:
         self._rt = rt
         self._pool = ThreadPoolExecutor(max_workers=max_runs, thread_name_prefix="run")
         self._futures: set[Future[object]] = set()
+        self._held: set[int] = set()  # runs launched and not yet returned from their thread
         self._lock = threading.Lock()
         self._closed = False
 
@@ -31,7 +32,12 @@ class InlineLauncher:
                 raise LaunchError("the service is shutting down and takes no new runs")
             future: Future[object] = self._pool.submit(self._execute, run_id)
             self._futures.add(future)
+            self._held.add(run_id)
             future.add_done_callback(self._futures.discard)
+            future.add_done_callback(lambda _: self._held.discard(run_id))
+
+    def holds(self, run_id: int) -> bool:
+        return run_id in self._held
 
     def _execute(self, run_id: int) -> object:
         try:

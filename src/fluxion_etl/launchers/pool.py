@@ -6,36 +6,47 @@ executes the runs it is handed, one at a time, for as long as the service runs. 
 interpreter is left to the API, the scheduler and the control centre: with ``inline`` a run's
 bookkeeping and decoding take the service's GIL from the event loop (under 200 concurrent trigger
 calls that doubled their p99, bench/service.py), and with ``subprocess`` every run pays for a new
-Python process.
+Python process. Workers run ``nice`` steps nicer than the service
+(``FLUXION_SUBPROCESS_WORKER_NICE``, as the subprocess launcher's), so a busy API gets the cores
+first and the runs get the rest.
 
-Workers run ``nice`` steps nicer than the service (``FLUXION_SUBPROCESS_WORKER_NICE``, as the
-subprocess launcher's), so a busy API gets the cores first and the runs get the rest.
+One thread of the service (``pool``) owns the workers: each has a pipe of its own, and the thread
+hands a waiting run to a worker that is ready and idle, reads what the workers report (ready, a
+run taken, a run done) and sees a worker die the moment it does (its process sentinel). ``launch``
+only appends the run to the waiting list and wakes that thread: nothing on the caller's side (the
+API's event loop) waits for a worker, a pipe or a process start. A run already in hand (waiting,
+or executing) is not taken twice: the service relaunches runs queued for 30 s, and with every
+worker busy a run may wait longer (``holds`` tells it which it need not relaunch).
 
-``launch`` puts the run's id on a queue the workers share (a pipe written by this process's own
-feeder thread: nothing waits for a worker); a run already in hand (queued for a worker, or being
-executed: the service relaunches runs queued for 30 s, and with every worker busy a run may wait
-longer) is not queued twice. A worker reports each run it takes before executing it and when it
-is done, so ``poll`` knows what a worker held when it died: that run is abandoned
-(``worker_lost``) unless it finished or another process owns it, and a new worker replaces the
-dead one. A run whose id was queued but not taken when the service stops stays queued in the
-database and is relaunched by the service (``Service.maintain_once``), as after a crash.
+A worker that dies (killed, out of memory) while executing a run leaves that run abandoned
+(``worker_lost``, ``settle_exited``) unless it finished or another process owns it, and a new
+worker replaces it at once; a run sent to a worker that died before it said it took the run goes
+to the next worker. Workers that die before they are ready (a start that cannot succeed)
+are replaced with a growing delay; after ``STARTUP_FAILURES`` in a row with none ready, the
+waiting runs fail with category ``launch`` and the reason, and ``launch`` refuses new ones (the
+API answers 503, readiness turns false) until a worker is ready again.
 
-``close(grace)`` tells every worker to stop: a running run finishes its running locations and
-leaves the rest (as ``worker`` does on SIGTERM); workers still running after ``grace`` seconds are
-killed and their runs abandoned.
+``close(grace)`` stops the workers: an idle one exits at once; one executing a run is sent SIGTERM
+and, as ``fluxion-etl worker`` does, finishes its running locations and leaves the rest; those
+still running after ``grace`` seconds are killed and their runs abandoned. Runs still waiting stay
+queued in the database and are relaunched by the next service (``Service.maintain_once``). A
+worker that gets SIGTERM from elsewhere (a process manager stopping the whole group) stops the
+same way and is replaced; one whose service died without stopping it sees its pipe close and exits
+once its run, if any, is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import SimpleQueue
-from multiprocessing.synchronize import Event as EventType
 
 import structlog
 from sqlalchemy import Engine
@@ -45,7 +56,7 @@ from fluxion_etl.domain.clock import Clock, clock_from_spec
 from fluxion_etl.engine.runner import try_execute_run
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.klk.client import KlkClient
-from fluxion_etl.launchers import LaunchError
+from fluxion_etl.launchers import LaunchError, fail_unlaunched
 from fluxion_etl.launchers.subprocess import settle_exited
 from fluxion_etl.logs import configure_logging
 from fluxion_etl.settings import Settings
@@ -56,7 +67,11 @@ log = structlog.get_logger("fluxion.launcher")
 # Spawned, not forked: the service has threads (the event loop's, the scheduler's) whose locks a
 # fork could copy held.
 CONTEXT = multiprocessing.get_context("spawn")
-Report = tuple[int, int, bool]  # (worker pid, run id, done: False when taken, True when done)
+# Workers dying before they are ready, in a row, before the waiting runs fail (``launch``).
+STARTUP_FAILURES = 3
+MAX_RESPAWN_DELAY = 60.0  # seconds between starts once workers keep dying before they are ready
+# How often an idle worker looks up from its pipe (a SIGTERM it got while waiting).
+IDLE_CHECK_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,112 +83,276 @@ class WorkerSetup:
     nice: int
 
 
+@dataclass(eq=False)
+class _Worker:
+    process: SpawnProcess
+    conn: Connection  # the service's end of the worker's pipe
+    ready: bool = False
+    run_id: int | None = None  # the run sent to it
+    taken: bool = False  # it said it took that run (before executing it)
+    open: bool = True  # False once its pipe has closed (it is exiting)
+    stopping: bool = False  # told to stop (the pool is closing)
+
+
+@dataclass
+class _State:
+    """What the pool thread and ``launch`` share, under ``PoolLauncher._lock``."""
+
+    workers: list[_Worker] = field(default_factory=list)
+    waiting: deque[int] = field(default_factory=deque)
+    closed: bool = False
+    failing: str | None = None  # why runs are refused: workers keep dying before they are ready
+
+
 class PoolLauncher:
     name = "pool"
-    hands_off_in_process = True  # a queue written by this process's feeder thread
+    hands_off_in_process = True  # a list and a wake-up byte; the pool thread does the rest
 
     def __init__(
         self, engine: Engine, clock: Clock, setup: WorkerSetup, *, workers: int = 2
     ) -> None:
-        self._engine, self._clock, self._setup = engine, clock, setup
-        self._inbox: multiprocessing.Queue[int | None] = CONTEXT.Queue()
-        # written straight to the pipe (no feeder thread): a report is sent before the worker
-        # goes on, so a worker killed while executing a run has always reported taking it
-        self._reports: SimpleQueue[Report] = CONTEXT.SimpleQueue()
-        self._stopping = CONTEXT.Event()
-        self._workers: list[SpawnProcess] = []
-        self._holding: dict[int, int] = {}  # worker pid -> the run it executes
-        self._in_hand: set[int] = set()  # queued for a worker or being executed
+        self._engine, self._clock, self._setup, self._size = engine, clock, setup, workers
         self._lock = threading.Lock()
-        self._closed = False
-        for _ in range(workers):
-            self._workers.append(self._start_worker())
+        self._state = _State()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._failures = 0  # workers dead before ready, in a row (the pool thread's own)
+        self._respawn_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
+        self._thread.start()
 
-    def _start_worker(self) -> SpawnProcess:
-        worker = CONTEXT.Process(
-            target=work,
-            args=(self._setup, self._inbox, self._reports, self._stopping),
-            name="fluxion-run-worker",
-            daemon=True,
-        )
-        worker.start()
-        return worker
+    # --- the launcher contract -------------------------------------------------------------------
 
     def launch(self, run_id: int) -> None:
         with self._lock:
-            if self._closed:
+            state = self._state
+            if state.closed:
                 raise LaunchError("the service is shutting down and takes no new runs")
-            if not any(worker.is_alive() for worker in self._workers):
-                raise LaunchError("no run worker process is alive (see the service log)")
-            self._read_reports()
-            if run_id in self._in_hand:
+            if state.failing is not None:
+                raise LaunchError(state.failing)
+            if self._holds(run_id):
                 return
-            self._in_hand.add(run_id)
-            self._inbox.put(run_id)
+            state.waiting.append(run_id)
+            self._wake()
+
+    def holds(self, run_id: int) -> bool:
+        """Whether ``run_id`` waits for a worker or is being executed by one."""
+        with self._lock:
+            return self._holds(run_id)
 
     def poll(self) -> None:
-        """A worker that died holding a run abandons it (``settle_exited``); a new worker
-        replaces it unless the service is stopping."""
-        with self._lock:
-            self._read_reports()
-            dead = [worker for worker in self._workers if worker.exitcode is not None]
-            for worker in dead:
-                self._workers.remove(worker)
-                if not self._closed:
-                    self._workers.append(self._start_worker())
-            held = [(worker, self._holding.pop(worker.pid or 0, None)) for worker in dead]
-            self._in_hand.difference_update(run_id for _, run_id in held if run_id is not None)
-        for worker, run_id in held:
-            code = worker.exitcode
-            if run_id is not None:
-                settle_exited(self._engine, self._clock, run_id, worker.pid or 0, code)
-            if not self._closed:
-                log.warning("run worker died; replaced", pid=worker.pid, exit_code=code)
-
-    def _read_reports(self) -> None:
-        while not self._reports.empty():
-            pid, run_id, done = self._reports.get()
-            if done:
-                self._holding.pop(pid, None)
-                self._in_hand.discard(run_id)
-            else:
-                self._holding[pid] = run_id
+        """The pool thread watches the workers; this only tells if that thread is gone."""
+        if not self._thread.is_alive() and not self._state.closed:
+            log.error("the pool's thread has stopped: runs are not executed")
 
     def alive(self) -> bool:
-        return not self._closed and any(worker.is_alive() for worker in self._workers)
+        state = self._state
+        return not state.closed and state.failing is None and self._thread.is_alive()
 
     def close(self, grace: float) -> None:
         with self._lock:
-            self._closed = True
-            workers = list(self._workers)
-        self._stopping.set()
-        for _ in workers:
-            self._inbox.put(None)  # wakes a worker waiting for a run
-        deadline = time.monotonic() + grace
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        for worker in workers:
-            if worker.is_alive():
+            self._state.closed = True
+            self._wake()
+        self._thread.join(grace)
+        if self._thread.is_alive():
+            with self._lock:
+                stragglers = [w for w in self._state.workers if w.process.is_alive()]
+            for worker in stragglers:
                 log.warning("run worker still running after the grace period; killed",
-                            pid=worker.pid)  # fmt: skip
-                worker.kill()
-                worker.join(5)
-        self.poll()
-        self._reports.close()
-        self._inbox.close()
-        self._inbox.cancel_join_thread()  # ids never taken stay queued in the database
+                            pid=worker.process.pid, run_id=worker.run_id)  # fmt: skip
+                worker.process.kill()
+            self._thread.join(10)
+        with self._lock:
+            if not self._thread.is_alive() and self._wake_write >= 0:
+                os.close(self._wake_read)
+                os.close(self._wake_write)
+                self._wake_read = self._wake_write = -1
+
+    # --- the pool thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._step():
+                pass
+        except Exception:  # a bug here must not pass silently: poll() and alive() tell too
+            log.exception("the pool's thread failed")
+            with self._lock:
+                self._state.failing = "the run worker pool failed (see the service log)"
+
+    def _step(self) -> bool:
+        """One round: start and stop workers as needed, hand out waiting runs, then wait for
+        something to happen. False once closed and every worker has exited."""
+        with self._lock:
+            closed, workers = self._state.closed, list(self._state.workers)
+        if closed:
+            if not workers:
+                return False
+            for worker in workers:
+                self._stop(worker)
+        else:
+            self._start_missing(len(workers))
+            self._hand_out()
+        self._wait()
+        return True
+
+    def _wait(self) -> None:
+        with self._lock:
+            workers = list(self._state.workers)
+        ready = wait(
+            [self._wake_read]
+            + [w.conn for w in workers if w.open]
+            + [w.process.sentinel for w in workers],
+            timeout=self._respawn_delay(len(workers)),
+        )
+        if self._wake_read in ready:
+            os.read(self._wake_read, 4096)
+        for worker in workers:
+            if worker.open and worker.conn in ready:
+                self._read(worker)
+            if worker.process.sentinel in ready:
+                self._bury(worker)
+
+    def _respawn_delay(self, alive: int) -> float | None:
+        if alive >= self._size or self._state.closed:
+            return None
+        return max(0.0, self._respawn_at - time.monotonic())
+
+    def _start_missing(self, alive: int) -> None:
+        if alive >= self._size or time.monotonic() < self._respawn_at:
+            return
+        for _ in range(self._size - alive):
+            worker = self._spawn()
+            with self._lock:
+                self._state.workers.append(worker)
+
+    def _spawn(self) -> _Worker:
+        ours, theirs = CONTEXT.Pipe()
+        process = CONTEXT.Process(
+            target=work, args=(self._setup, theirs), name="fluxion-run-worker", daemon=True
+        )
+        process.start()
+        theirs.close()  # the worker holds its end: when it dies, ours reads end-of-file
+        return _Worker(process, ours)
+
+    def _hand_out(self) -> None:
+        while True:
+            with self._lock:
+                state = self._state
+                idle = [w for w in state.workers if w.ready and w.open and w.run_id is None]
+                if not idle or not state.waiting:
+                    return
+                worker, run_id = idle[0], state.waiting.popleft()
+                worker.run_id, worker.taken = run_id, False
+            try:
+                worker.conn.send(run_id)
+            except OSError:  # it died meanwhile: the run waits for the next worker
+                with self._lock:
+                    worker.run_id, worker.open = None, False
+                    self._state.waiting.appendleft(run_id)
+
+    def _read(self, worker: _Worker) -> None:
+        try:
+            kind, run_id = worker.conn.recv()
+        except Exception:  # end of file, or a message cut short: it is exiting
+            worker.open = False  # its sentinel says when it is gone
+            return
+        with self._lock:
+            if kind == "ready":
+                worker.ready = True
+                self._failures, self._state.failing = 0, None
+            elif kind == "taken" and worker.run_id == run_id:
+                worker.taken = True
+            elif kind == "declined":  # it was stopping: the run goes to the next worker, if any
+                worker.run_id = None
+                if not self._state.closed:
+                    self._state.waiting.appendleft(run_id)
+            elif kind == "done" and worker.run_id == run_id:
+                worker.run_id = None
+
+    def _bury(self, worker: _Worker) -> None:
+        """``worker`` has exited: settle the run it held, count a failed start."""
+        while worker.open and worker.conn.poll():
+            self._read(worker)  # what it said before it went (a run done)
+        worker.process.join()
+        code = worker.process.exitcode  # None for a moment if another thread reaped it
+        for _ in range(100):
+            if code is not None:
+                break
+            time.sleep(0.01)
+            code = worker.process.exitcode
+        with self._lock:
+            self._state.workers.remove(worker)
+            closed = self._state.closed
+        worker.conn.close()
+        if worker.run_id is not None and worker.taken:
+            settle_exited(self._engine, self._clock, worker.run_id, worker.process.pid or 0, code)
+        elif worker.run_id is not None and not closed:  # sent as it died: never executed
+            with self._lock:
+                self._state.waiting.appendleft(worker.run_id)
+        if closed:
+            return
+        if worker.ready:
+            log.warning("run worker died; replaced", pid=worker.process.pid, exit_code=code)
+            return
+        self._failures += 1
+        self._respawn_at = time.monotonic() + min(MAX_RESPAWN_DELAY, 2.0**self._failures)
+        log.error("run worker died before it was ready", exit_code=code, in_a_row=self._failures)
+        if self._failures >= STARTUP_FAILURES:
+            self._fail_waiting(f"run worker processes exit before they are ready (the last with "
+                               f"code {code}); see the service log")  # fmt: skip
+
+    def _fail_waiting(self, reason: str) -> None:
+        with self._lock:
+            if any(w.ready for w in self._state.workers):
+                return
+            self._state.failing = reason
+            waiting, self._state.waiting = list(self._state.waiting), deque()
+        for run_id in waiting:
+            fail_unlaunched(
+                self._engine, run_id, launcher=self.name, error=LaunchError(reason),
+                now=self._clock.now(),
+            )  # fmt: skip
+
+    def _stop(self, worker: _Worker) -> None:
+        """Closing: an idle worker is told to exit, a busy one to stop after its locations."""
+        if worker.stopping:
+            return
+        worker.stopping = True
+        if worker.run_id is None and worker.open:
+            try:
+                worker.conn.send(None)
+            except OSError:
+                worker.open = False
+        elif worker.run_id is not None and worker.process.is_alive():
+            worker.process.terminate()  # SIGTERM: it finishes its running locations
+
+    def _holds(self, run_id: int) -> bool:
+        state = self._state
+        return run_id in state.waiting or any(w.run_id == run_id for w in state.workers)
+
+    def _wake(self) -> None:
+        """Under ``_lock`` (``close`` closes the pipe under it)."""
+        if self._wake_write < 0:
+            return
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: it is awake already
+            os.write(self._wake_write, b"\0")
 
 
-def work(
-    setup: WorkerSetup,
-    inbox: multiprocessing.Queue[int | None],
-    reports: SimpleQueue[Report],
-    stopping: EventType,
-) -> None:
-    """A worker process: execute the runs of ``inbox`` until told to stop."""
-    # Ctrl-C reaches the whole process group: the service stops its workers itself (close)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+class _StopFlag:
+    """Set by SIGTERM: a plain attribute, safe to set from a signal handler."""
+
+    requested = False
+
+    def set(self, *_: object) -> None:
+        self.requested = True
+
+
+def work(setup: WorkerSetup, conn: Connection) -> None:
+    """A worker process: report ready, then execute the runs sent on ``conn`` until told to
+    stop (``None``, SIGTERM) or the service is gone (the pipe closes)."""
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the service stops us
     _lower_own_priority(setup.nice)
     settings = setup.settings
     configure_logging(settings.log_format, quiet=True)
@@ -181,15 +360,23 @@ def work(
     klk = KlkClient.from_settings(settings)
     clock = clock_from_spec(os.environ.get("FLUXION_CLOCK"))
     rt = Runtime(settings=settings, config=setup.config, engine=engine, klk=klk, clock=clock)
-    rt.stop_requested = stopping.is_set
+    rt.stop_requested = lambda: stop.requested
     try:
-        while not stopping.is_set():
-            run_id = inbox.get()
+        conn.send(("ready", None))
+        while not stop.requested:
+            if not conn.poll(IDLE_CHECK_SECONDS):
+                continue
+            run_id = conn.recv()
             if run_id is None:
                 break
-            reports.put((os.getpid(), run_id, False))
+            if stop.requested:
+                conn.send(("declined", run_id))
+                break
+            conn.send(("taken", run_id))  # before the claim: a run sent as it died is resent
             _execute(rt, run_id)
-            reports.put((os.getpid(), run_id, True))
+            conn.send(("done", run_id))
+    except (EOFError, BrokenPipeError):
+        pass  # the service is gone
     finally:
         klk.close()
         engine.dispose()

@@ -55,6 +55,10 @@ class SubprocessLauncher:
         with self._engine.begin() as conn:
             ledger.set_external_ref(conn, run_id, f"pid:{child.pid}")
 
+    def holds(self, run_id: int) -> bool:
+        with self._lock:
+            return run_id in self._children
+
     def poll(self) -> None:
         """A worker that exited without finishing its run leaves it abandoned (with the code)."""
         with self._lock:

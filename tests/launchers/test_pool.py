@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from ops_support import TODAY, Chain, local, run_row, simulated_chain
 from sqlalchemy import Engine, func, select
+from structlog.testing import capture_logs
 
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import ItemStatus, Job, RunStatus, Trigger
@@ -262,3 +263,32 @@ def test_closing_kills_what_outlives_the_grace_and_leaves_waiting_runs_queued(
         assert run_row(engine, waiting).status == RunStatus.QUEUED  # for the next service
         with pytest.raises(LaunchError, match="shutting down"):
             service.launcher.launch(waiting)
+
+
+@SQLITE_ONLY
+def test_the_service_relaunches_only_the_queued_runs_no_worker_holds(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs queued for 30 s are relaunched (a crash between queueing and launching); a run that
+    waits for the pool's one busy worker, or is being executed, is in hand: not relaunched."""
+    with (
+        simulated_chain(engine, start=local(TODAY, 10)) as chain,
+        _klk_that_never_answers() as silent,
+        _pool_service(
+            chain, monkeypatch, grace=1, pool_workers=1, klk_base_url=silent,
+            klk_catalogue_read_timeout=120,
+        ) as service,
+    ):  # fmt: skip
+        _wait_for(_workers)
+        executing, waiting, forgotten = _queue(chain), _queue(chain, Job.SALES), _queue(chain)
+        service.launch(executing)
+        _wait_for(lambda: _running(engine, executing))
+        service.launch(waiting)
+        chain.clock.advance(seconds=31)
+
+        with capture_logs() as logs:
+            service.maintain_once()
+
+        relaunched = [e["run_id"] for e in logs if e["event"].startswith("relaunching")]
+        assert relaunched == [forgotten]
+        assert service.launcher.holds(forgotten)  # now waiting for the worker too

@@ -79,6 +79,13 @@ class Api:
 def served_on_loopback(app: FastAPI) -> Iterator[str]:
     """The app served by a real uvicorn on a free loopback port; yields its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    with served_config(config) as url:
+        yield url
+
+
+@contextmanager
+def served_config(config: uvicorn.Config) -> Iterator[str]:
+    """uvicorn serving ``config`` (its port 0: a free one) in a thread; yields its base URL."""
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 import uvicorn
+from api_support import served_config
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -193,18 +194,8 @@ APP = Starlette(routes=[Route("/small", _small, methods=["POST"]), Route("/strea
 
 @contextmanager
 def _served(config: uvicorn.Config) -> Iterator[int]:
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_config(config) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def _coalesced_config(http: str) -> uvicorn.Config:

@@ -115,6 +115,21 @@ def _klk_that_never_answers() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
+@contextmanager
+def _one_worker_and_a_silent_klk(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch, *, grace: float = 30
+) -> Iterator[Service]:
+    """A pool of one worker whose runs hang on their first KLK request (for two minutes)."""
+    with (
+        _klk_that_never_answers() as silent,
+        _pool_service(
+            chain, monkeypatch, grace=grace, pool_workers=1, klk_base_url=silent,
+            klk_catalogue_read_timeout=120,
+        ) as service,
+    ):  # fmt: skip
+        yield service
+
+
 def _running(engine: Engine, run_id: int) -> RunRow | None:
     run = run_row(engine, run_id)
     return run if run.status == RunStatus.RUNNING else None
@@ -157,10 +172,7 @@ def test_a_worker_killed_while_executing_a_run_abandons_it_and_is_replaced(
 ) -> None:
     with (
         simulated_chain(engine, start=local(TODAY, 10)) as chain,
-        _klk_that_never_answers() as silent,
-        _pool_service(
-            chain, monkeypatch, pool_workers=1, klk_base_url=silent, klk_catalogue_read_timeout=120
-        ) as service,
+        _one_worker_and_a_silent_klk(chain, monkeypatch) as service,
     ):
         (worker,) = _wait_for(_workers)
         run_id = _queue(chain)
@@ -237,18 +249,8 @@ def test_workers_that_cannot_start_fail_the_waiting_runs_until_one_starts(
 def test_closing_kills_what_outlives_the_grace_and_leaves_waiting_runs_queued(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with (
-        simulated_chain(engine, start=local(TODAY, 10)) as chain,
-        _klk_that_never_answers() as silent,
-    ):
-        with _pool_service(
-            chain,
-            monkeypatch,
-            grace=1,
-            pool_workers=1,
-            klk_base_url=silent,
-            klk_catalogue_read_timeout=120,
-        ) as service:
+    with simulated_chain(engine, start=local(TODAY, 10)) as chain:
+        with _one_worker_and_a_silent_klk(chain, monkeypatch, grace=1) as service:
             _wait_for(_workers)
             hanging, waiting = _queue(chain), _queue(chain, Job.SALES)
             service.launch(hanging)
@@ -273,12 +275,8 @@ def test_the_service_relaunches_only_the_queued_runs_no_worker_holds(
     waits for the pool's one busy worker, or is being executed, is in hand: not relaunched."""
     with (
         simulated_chain(engine, start=local(TODAY, 10)) as chain,
-        _klk_that_never_answers() as silent,
-        _pool_service(
-            chain, monkeypatch, grace=1, pool_workers=1, klk_base_url=silent,
-            klk_catalogue_read_timeout=120,
-        ) as service,
-    ):  # fmt: skip
+        _one_worker_and_a_silent_klk(chain, monkeypatch, grace=1) as service,
+    ):
         _wait_for(_workers)
         executing, waiting, forgotten = _queue(chain), _queue(chain, Job.SALES), _queue(chain)
         service.launch(executing)

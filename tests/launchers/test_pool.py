@@ -22,12 +22,15 @@ from ops_support import TODAY, Chain, local, run_row, simulated_chain
 from sqlalchemy import Engine, func, select
 from structlog.testing import capture_logs
 
+from fluxion_etl.config import load_config
+from fluxion_etl.domain.clock import ManualClock
 from fluxion_etl.domain.requests import RunRequest
 from fluxion_etl.domain.states import ItemStatus, Job, RunStatus, Trigger
 from fluxion_etl.engine.submit import submit
 from fluxion_etl.launchers import LaunchError, pool
 from fluxion_etl.launchers.pool import PoolLauncher
 from fluxion_etl.service import Service
+from fluxion_etl.settings import load_settings
 from fluxion_etl.store import ledger, schema
 from fluxion_etl.store.ledger import RunRow
 
@@ -206,7 +209,12 @@ def test_killing_or_stopping_an_idle_worker_stalls_no_other(
         _pool_service(chain, monkeypatch, pool_workers=2) as service,
     ):
         first, second = sorted(_wait_for(lambda: len(_workers()) == 2 and _workers()))
-        _executed(service, chain)  # both ready and idle from here on
+        both = [_queue(chain, Job.INVENTORY), _queue(chain, Job.SALES)]
+        for run_id in both:
+            service.launch(run_id)
+        done = [_wait_for(lambda run_id=run_id: _final(engine, run_id)) for run_id in both]
+        assert {_owner_pid(run) for run in done} == {first, second}  # both ready, both idle now
+        _wait_for(lambda: not any(service.launcher.holds(run_id) for run_id in both))
         os.kill(first, how)
         _wait_for(lambda: _gone(first))
 
@@ -290,3 +298,17 @@ def test_the_service_relaunches_only_the_queued_runs_no_worker_holds(
         relaunched = [e["run_id"] for e in logs if e["event"].startswith("relaunching")]
         assert relaunched == [forgotten]
         assert service.launcher.holds(forgotten)  # now waiting for the worker too
+
+
+@SQLITE_ONLY
+def test_closing_before_any_worker_started_and_twice_is_harmless(engine: Engine) -> None:
+    setup = pool.WorkerSetup(load_settings(database_url=str(engine.url)), load_config(None), 0)
+    launcher = PoolLauncher(engine, ManualClock(local(TODAY, 10)), setup, workers=2)
+
+    launcher.close(grace=5)
+    launcher.close(grace=5)
+
+    assert not launcher.alive()
+    assert _workers() == set()
+    with pytest.raises(LaunchError, match="shutting down"):
+        launcher.launch(1)

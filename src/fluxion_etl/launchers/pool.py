@@ -50,9 +50,11 @@ from multiprocessing.context import SpawnProcess
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from fluxion_etl.config import ChainConfig
 from fluxion_etl.domain.clock import Clock, clock_from_spec
+from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.engine.runner import try_execute_run
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.klk.client import KlkClient
@@ -60,6 +62,7 @@ from fluxion_etl.launchers import LaunchError, fail_unlaunched
 from fluxion_etl.launchers.subprocess import settle_exited
 from fluxion_etl.logs import configure_logging
 from fluxion_etl.settings import Settings
+from fluxion_etl.store import ledger
 from fluxion_etl.store.db import create_db_engine
 
 log = structlog.get_logger("fluxion.launcher")
@@ -72,6 +75,8 @@ STARTUP_FAILURES = 3
 MAX_RESPAWN_DELAY = 60.0  # seconds between starts once workers keep dying before they are ready
 # How often an idle worker looks up from its pipe (a SIGTERM it got while waiting).
 IDLE_CHECK_SECONDS = 2.0
+STARTUP_SECONDS = 120.0  # a worker not ready by then is killed (a failed start)
+SETTLE_RETRY_SECONDS = 5.0  # between tries to settle a dead worker's run while the database is down
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class WorkerSetup:
 class _Worker:
     process: SpawnProcess
     conn: Connection  # the service's end of the worker's pipe
+    started: float  # time.monotonic() when it was started
     ready: bool = False
     run_id: int | None = None  # the run sent to it
     taken: bool = False  # it said it took that run (before executing it)
@@ -116,8 +122,10 @@ class PoolLauncher:
         self._state = _State()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
-        self._failures = 0  # workers dead before ready, in a row (the pool thread's own)
+        # the pool thread's own: failed starts in a row, when to start again, runs to settle
+        self._failures = 0
         self._respawn_at = 0.0
+        self._unsettled: list[tuple[int, int, int | None]] = []  # (run, worker pid, exit code)
         self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
         self._thread.start()
 
@@ -154,14 +162,13 @@ class PoolLauncher:
             self._state.closed = True
             self._wake()
         self._thread.join(grace)
-        if self._thread.is_alive():
-            with self._lock:
-                stragglers = [w for w in self._state.workers if w.process.is_alive()]
-            for worker in stragglers:
-                log.warning("run worker still running after the grace period; killed",
-                            pid=worker.process.pid, run_id=worker.run_id)  # fmt: skip
-                worker.process.kill()
-            self._thread.join(10)
+        with self._lock:  # what outlived the grace period (or a pool thread that failed)
+            stragglers = [w for w in self._state.workers if w.process.is_alive()]
+        for worker in stragglers:
+            log.warning("run worker still running after the grace period; killed",
+                        pid=worker.process.pid, run_id=worker.run_id)  # fmt: skip
+            worker.process.kill()
+        self._thread.join(10)
         with self._lock:
             if not self._thread.is_alive() and self._wake_write >= 0:
                 os.close(self._wake_read)
@@ -174,10 +181,19 @@ class PoolLauncher:
         try:
             while self._step():
                 pass
-        except Exception:  # a bug here must not pass silently: poll() and alive() tell too
+        except Exception:  # a bug: the runs it holds must not wait for nobody
             log.exception("the pool's thread failed")
-            with self._lock:
-                self._state.failing = "the run worker pool failed (see the service log)"
+            self._give_up("the run worker pool failed (see the service log)")
+
+    def _give_up(self, reason: str) -> None:
+        """Refuse new runs, fail the waiting ones, stop the workers (they see their pipe end)."""
+        with self._lock:
+            self._state.failing = reason
+            waiting, self._state.waiting = list(self._state.waiting), deque()
+            workers = list(self._state.workers)
+        for worker in workers:
+            worker.process.terminate()
+        self._fail(waiting, reason)
 
     def _step(self) -> bool:
         """One round: start and stop workers as needed, hand out waiting runs, then wait for
@@ -190,7 +206,9 @@ class PoolLauncher:
             for worker in workers:
                 self._stop(worker)
         else:
+            self._retry_settling()
             self._start_missing(len(workers))
+            self._kill_slow_starters(workers)
             self._hand_out()
         self._wait()
         return True
@@ -202,7 +220,7 @@ class PoolLauncher:
             [self._wake_read]
             + [w.conn for w in workers if w.open]
             + [w.process.sentinel for w in workers],
-            timeout=self._respawn_delay(len(workers)),
+            timeout=self._timeout(workers),
         )
         if self._wake_read in ready:
             os.read(self._wake_read, 4096)
@@ -212,16 +230,27 @@ class PoolLauncher:
             if worker.process.sentinel in ready:
                 self._bury(worker)
 
-    def _respawn_delay(self, alive: int) -> float | None:
-        if alive >= self._size or self._state.closed:
+    def _timeout(self, workers: list[_Worker]) -> float | None:
+        """Until the next thing to do unasked: a respawn, a start deadline, a settling retry."""
+        if self._state.closed:
             return None
-        return max(0.0, self._respawn_at - time.monotonic())
+        now, due = time.monotonic(), []
+        if len(workers) < self._size:
+            due.append(self._respawn_at)
+        due += [w.started + STARTUP_SECONDS for w in workers if not w.ready and not w.stopping]
+        if self._unsettled:
+            due.append(now + SETTLE_RETRY_SECONDS)
+        return max(0.0, min(due) - now) if due else None
 
     def _start_missing(self, alive: int) -> None:
         if alive >= self._size or time.monotonic() < self._respawn_at:
             return
         for _ in range(self._size - alive):
-            worker = self._spawn()
+            try:
+                worker = self._spawn()
+            except OSError as exc:  # out of processes or files: a start that failed
+                self._failed_start(f"could not start a run worker process: {exc}")
+                return
             with self._lock:
                 self._state.workers.append(worker)
 
@@ -230,16 +259,30 @@ class PoolLauncher:
         process = CONTEXT.Process(
             target=work, args=(self._setup, theirs), name="fluxion-run-worker", daemon=True
         )
-        process.start()
-        theirs.close()  # the worker holds its end: when it dies, ours reads end-of-file
-        return _Worker(process, ours)
+        try:
+            process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the worker holds its end: when it dies, ours reads end-of-file
+        return _Worker(process, ours, time.monotonic())
+
+    def _kill_slow_starters(self, workers: list[_Worker]) -> None:
+        """A worker not ready ``STARTUP_SECONDS`` after it started is killed (a failed start)."""
+        now = time.monotonic()
+        for worker in workers:
+            if not worker.ready and not worker.stopping and now - worker.started > STARTUP_SECONDS:
+                log.error("run worker not ready in time; killed", pid=worker.process.pid)
+                worker.stopping = True
+                worker.process.kill()
 
     def _hand_out(self) -> None:
         while True:
             with self._lock:
                 state = self._state
                 idle = [w for w in state.workers if w.ready and w.open and w.run_id is None]
-                if not idle or not state.waiting:
+                if state.closed or not idle or not state.waiting:
                     return
                 worker, run_id = idle[0], state.waiting.popleft()
                 worker.run_id, worker.taken = run_id, False
@@ -262,8 +305,8 @@ class PoolLauncher:
                 self._failures, self._state.failing = 0, None
             elif kind == "taken" and worker.run_id == run_id:
                 worker.taken = True
-            elif kind == "declined":  # it was stopping: the run goes to the next worker, if any
-                worker.run_id = None
+            elif kind == "declined":  # it is stopping: the run goes to the next worker, if any
+                worker.run_id, worker.open = None, False
                 if not self._state.closed:
                     self._state.waiting.appendleft(run_id)
             elif kind == "done" and worker.run_id == run_id:
@@ -280,38 +323,71 @@ class PoolLauncher:
                 break
             time.sleep(0.01)
             code = worker.process.exitcode
+        pid, run_id = worker.process.pid or 0, worker.run_id
         with self._lock:
             self._state.workers.remove(worker)
             closed = self._state.closed
+            if run_id is not None and not worker.taken and not closed:
+                self._state.waiting.appendleft(run_id)  # sent as it died: never executed
         worker.conn.close()
-        if worker.run_id is not None and worker.taken:
-            settle_exited(self._engine, self._clock, worker.run_id, worker.process.pid or 0, code)
-        elif worker.run_id is not None and not closed:  # sent as it died: never executed
-            with self._lock:
-                self._state.waiting.appendleft(worker.run_id)
+        worker.process.close()
+        if run_id is not None and worker.taken:
+            self._unsettled.append((run_id, pid, code))
+            self._retry_settling()
         if closed:
             return
         if worker.ready:
-            log.warning("run worker died; replaced", pid=worker.process.pid, exit_code=code)
+            log.warning("run worker died; replaced", pid=pid, exit_code=code)
             return
-        self._failures += 1
-        self._respawn_at = time.monotonic() + min(MAX_RESPAWN_DELAY, 2.0**self._failures)
-        log.error("run worker died before it was ready", exit_code=code, in_a_row=self._failures)
-        if self._failures >= STARTUP_FAILURES:
-            self._fail_waiting(f"run worker processes exit before they are ready (the last with "
-                               f"code {code}); see the service log")  # fmt: skip
+        self._failed_start(f"run worker processes exit before they are ready (the last with "
+                           f"code {code}); see the service log")  # fmt: skip
 
-    def _fail_waiting(self, reason: str) -> None:
+    def _retry_settling(self) -> None:
+        """Settle the runs of dead workers (``settle_exited``); kept for the next round while
+        the database cannot be written. A run still queued (its worker died between saying it
+        took it and claiming it) goes to the next worker instead."""
+        unsettled, self._unsettled = self._unsettled, []
+        for index, (run_id, pid, code) in enumerate(unsettled):
+            try:
+                with self._engine.connect() as conn:
+                    run = ledger.get_run(conn, run_id)
+                if run is not None and run.status == RunStatus.QUEUED:
+                    with self._lock:
+                        if not self._state.closed:
+                            self._state.waiting.appendleft(run_id)
+                    continue
+                settle_exited(self._engine, self._clock, run_id, pid, code)
+            except SQLAlchemyError as exc:
+                log.warning("could not settle a dead worker's run; retrying",
+                            run_id=run_id, error=str(exc).splitlines()[0][:200])  # fmt: skip
+                self._unsettled = unsettled[index:] + self._unsettled
+                return
+
+    def _failed_start(self, reason: str) -> None:
+        self._failures += 1
+        self._respawn_at = time.monotonic() + min(MAX_RESPAWN_DELAY, 2.0 ** min(self._failures, 6))
+        log.error("run worker failed to start", reason=reason, in_a_row=self._failures)
+        if self._failures < STARTUP_FAILURES:
+            return
         with self._lock:
             if any(w.ready for w in self._state.workers):
                 return
             self._state.failing = reason
             waiting, self._state.waiting = list(self._state.waiting), deque()
-        for run_id in waiting:
-            fail_unlaunched(
-                self._engine, run_id, launcher=self.name, error=LaunchError(reason),
-                now=self._clock.now(),
-            )  # fmt: skip
+        self._fail(waiting, reason)
+
+    def _fail(self, run_ids: list[int], reason: str) -> None:
+        """Fail queued runs with category ``launch``: best effort (the database may be down;
+        a run left queued is relaunched by the service after 30 s)."""
+        for run_id in run_ids:
+            try:
+                fail_unlaunched(
+                    self._engine, run_id, launcher=self.name, error=LaunchError(reason),
+                    now=self._clock.now(),
+                )  # fmt: skip
+            except SQLAlchemyError as exc:
+                log.warning("could not fail an unlaunched run", run_id=run_id,
+                            error=str(exc).splitlines()[0][:200])  # fmt: skip
 
     def _stop(self, worker: _Worker) -> None:
         """Closing: an idle worker is told to exit, a busy one to stop after its locations."""

@@ -21,10 +21,13 @@ worker busy a run may wait longer (``holds`` tells it which it need not relaunch
 A worker that dies (killed, out of memory) while executing a run leaves that run abandoned
 (``worker_lost``, ``settle_exited``) unless it finished or another process owns it, and a new
 worker replaces it at once; a run sent to a worker that died before it said it took the run goes
-to the next worker. Workers that die before they are ready (a start that cannot succeed)
-are replaced with a growing delay; after ``STARTUP_FAILURES`` in a row with none ready, the
-waiting runs fail with category ``launch`` and the reason, and ``launch`` refuses new ones (the
-API answers 503, readiness turns false) until a worker is ready again.
+to the next worker. Workers that die before they are ready, or are not ready within
+``STARTUP_SECONDS`` (a start that cannot succeed), are replaced with a growing delay; after
+``STARTUP_FAILURES`` in a row with none ready, the waiting runs fail with category ``launch`` and
+the reason, and ``launch`` refuses new ones (the API answers 503, readiness turns false) until a
+worker is ready again; until then runs wait for the first worker to be ready. The run of a dead
+worker is settled in the database by the pool's thread, again later if the database cannot be
+written then.
 
 ``close(grace)`` stops the workers: an idle one exits at once; one executing a run is sent SIGTERM
 and, as ``fluxion-etl worker`` does, finishes its running locations and leaves the rest; those

@@ -25,7 +25,7 @@ to the next worker. Workers that die before they are ready, or are not ready wit
 ``STARTUP_SECONDS`` (a start that cannot succeed), are replaced with a growing delay; after
 ``STARTUP_FAILURES`` in a row with none ready, the waiting runs fail with category ``launch`` and
 the reason, and ``launch`` refuses new ones (the API answers 503, readiness turns false) until a
-worker is ready again; until then runs wait for the first worker to be ready. The run of a dead
+worker is ready again (before that, launched runs wait for a worker to be ready). The run of a dead
 worker is settled in the database by the pool's thread, again later if the database cannot be
 written then.
 

@@ -62,7 +62,7 @@ from fluxion_etl.engine.runner import try_execute_run
 from fluxion_etl.engine.runtime import Runtime
 from fluxion_etl.klk.client import KlkClient
 from fluxion_etl.launchers import LaunchError, fail_unlaunched
-from fluxion_etl.launchers.subprocess import settle_exited
+from fluxion_etl.launchers.subprocess import lower_priority, settle_exited
 from fluxion_etl.logs import configure_logging
 from fluxion_etl.settings import Settings
 from fluxion_etl.store import ledger
@@ -432,7 +432,7 @@ def work(setup: WorkerSetup, conn: Connection) -> None:
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the service stops us
-    _lower_own_priority(setup.nice)
+    lower_priority(0, setup.nice)
     settings = setup.settings
     configure_logging(settings.log_format, quiet=True)
     engine = create_db_engine(settings.database_url)
@@ -466,12 +466,3 @@ def _execute(rt: Runtime, run_id: int) -> None:
         try_execute_run(rt, run_id)
     except Exception:  # the run's own failure is in the ledger; the worker takes the next
         log.exception("run crashed", run_id=run_id)
-
-
-def _lower_own_priority(steps: int) -> None:
-    if steps <= 0:
-        return
-    try:
-        os.nice(steps)
-    except OSError as exc:
-        log.warning("could not lower the run worker's priority", error=str(exc))

@@ -49,7 +49,7 @@ class SubprocessLauncher:
             child = subprocess.Popen(command, env=self._env, stdin=subprocess.DEVNULL)  # noqa: S603
         except OSError as exc:
             raise LaunchError(f"could not start a worker process: {exc}") from exc
-        _lower_priority(child.pid, self._nice)
+        lower_priority(child.pid, self._nice)
         with self._lock:
             self._children[run_id] = child
         with self._engine.begin() as conn:
@@ -100,8 +100,9 @@ def settle_exited(engine: Engine, clock: Clock, run_id: int, pid: int, code: int
     log.warning("worker died", run_id=run_id, exit_code=code)
 
 
-def _lower_priority(pid: int, steps: int) -> None:
-    """Make the process ``pid`` ``steps`` nicer than this one (at most 19, the lowest priority).
+def lower_priority(pid: int, steps: int) -> None:
+    """Make the process ``pid`` (0: this one) ``steps`` nicer than this one (at most 19, the
+    lowest priority).
 
     Set from here after the start, not in the child with ``preexec_fn``: that makes ``subprocess``
     fork (copy the serve process's page tables, holding the GIL, so the event loop stops) instead

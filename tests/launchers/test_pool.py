@@ -164,6 +164,8 @@ def test_runs_execute_once_each_in_the_workers_which_stay(
         # each worker says it is done after the run has ended in the ledger
         _wait_for(lambda: not any(service.launcher.holds(run_id) for run_id in runs))
         assert _workers() == workers  # the same processes, still there for the next runs
+        nicer = min(os.getpriority(os.PRIO_PROCESS, 0) + chain.settings.subprocess_worker_nice, 19)
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in owners} == {nicer}  # (running)
         assert service.launcher.alive()
     assert _workers() == set()  # stopped with the service
     with engine.connect() as conn:
@@ -209,12 +211,19 @@ def test_killing_or_stopping_an_idle_worker_stalls_no_other(
         _pool_service(chain, monkeypatch, pool_workers=2) as service,
     ):
         first, second = sorted(_wait_for(lambda: len(_workers()) == 2 and _workers()))
-        both = [_queue(chain, Job.INVENTORY), _queue(chain, Job.SALES)]
-        for run_id in both:
-            service.launch(run_id)
-        done = [_wait_for(lambda run_id=run_id: _final(engine, run_id)) for run_id in both]
-        assert {_owner_pid(run) for run in done} == {first, second}  # both ready, both idle now
-        _wait_for(lambda: not any(service.launcher.holds(run_id) for run_id in both))
+        owners: set[int] = set()
+        launched: list[int] = []
+
+        def both_have_executed_a_run() -> bool:  # so both are ready
+            pair = [_queue(chain, Job.INVENTORY), _queue(chain, Job.SALES)]
+            for run_id in pair:
+                service.launch(run_id)
+            launched.extend(pair)
+            owners.update(_owner_pid(_wait_for(lambda r=r: _final(engine, r))) for r in pair)
+            return owners == {first, second}
+
+        _wait_for(both_have_executed_a_run)
+        _wait_for(lambda: not any(service.launcher.holds(run_id) for run_id in launched))  # idle
         os.kill(first, how)
         _wait_for(lambda: _gone(first))
 

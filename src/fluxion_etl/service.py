@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -29,7 +30,7 @@ from fluxion_etl.domain.clock import Clock, real_seconds
 from fluxion_etl.domain.schedules import upcoming_fires
 from fluxion_etl.domain.states import Job, RunStatus
 from fluxion_etl.engine.runtime import Runtime
-from fluxion_etl.klk.client import KlkClient
+from fluxion_etl.klk.client import KlkClient, RequestEvent
 from fluxion_etl.launchers import Launcher, LaunchError
 from fluxion_etl.ops.duties import OpsDuties
 from fluxion_etl.ops.metrics import OpsMetrics
@@ -45,7 +46,11 @@ RELAUNCH_AFTER = timedelta(seconds=30)
 MAINTENANCE_SECONDS = 5.0
 
 
-def make_launcher(rt: Runtime) -> Launcher:
+def make_launcher(
+    rt: Runtime, *, on_request: Callable[[RequestEvent], None] | None = None
+) -> Launcher:
+    """``on_request``: sees the KLK HTTP attempts of runs executed in other processes, where
+    the launcher can collect them (``pool``); runs executed inline use ``rt.klk``'s own hook."""
     settings = rt.settings
     if settings.launcher == "subprocess":
         from fluxion_etl.launchers.subprocess import SubprocessLauncher
@@ -55,7 +60,9 @@ def make_launcher(rt: Runtime) -> Launcher:
         from fluxion_etl.launchers.pool import PoolLauncher, WorkerSetup
 
         setup = WorkerSetup(settings, rt.config, nice=settings.subprocess_worker_nice)
-        return PoolLauncher(rt.engine, rt.clock, setup, workers=settings.pool_workers)
+        return PoolLauncher(
+            rt.engine, rt.clock, setup, workers=settings.pool_workers, on_request=on_request
+        )
     if settings.launcher == "ecs":
         from fluxion_etl.launchers.ecs import EcsLauncher
 
@@ -90,7 +97,7 @@ class Service:
             klk=KlkClient.from_settings(settings, on_request=metrics.observe_klk_request),
             clock=clock,
         )
-        launcher = make_launcher(rt)
+        launcher = make_launcher(rt, on_request=metrics.observe_klk_request)
         context = ServiceContext(
             settings=settings,
             config=config,

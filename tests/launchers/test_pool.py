@@ -200,6 +200,33 @@ def test_a_worker_killed_while_executing_a_run_abandons_it_and_is_replaced(
 
 
 @SQLITE_ONLY
+def test_the_klk_requests_of_the_workers_runs_reach_the_services_metrics(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (
+        simulated_chain(engine, start=local(TODAY, 10)) as chain,
+        _pool_service(chain, monkeypatch, pool_workers=1) as service,
+    ):
+        chain.fault("sales@tienda_03:http_500")
+        run = _executed(service, chain, Job.SALES)
+        assert run.status == RunStatus.PARTIAL
+        # the worker reports its requests before it says it is done with the run
+        _wait_for(lambda: not service.launcher.holds(run.id))
+        metrics = service.context.metrics
+        assert metrics is not None
+        text = metrics.render()[0].decode()
+
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fluxion_klk_")
+    }
+    calls = samples['fluxion_klk_request_duration_seconds_count{call="ventas"}']
+    assert calls >= len(chain.config.locations)  # one request a store at least
+    assert samples['fluxion_klk_errors_total{call="ventas",category="http_status"}'] == 1
+
+
+@SQLITE_ONLY
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_killing_or_stopping_an_idle_worker_stalls_no_other(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, how: signal.Signals

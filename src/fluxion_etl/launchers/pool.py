@@ -12,7 +12,8 @@ first and the runs get the rest.
 
 One thread of the service (``pool``) owns the workers: each has a pipe of its own, and the thread
 hands a waiting run to a worker that is ready and idle, reads what the workers report (ready, a
-run taken, a run done) and sees a worker die the moment it does (its process sentinel). ``launch``
+run taken, a run done, and each KLK request for the service's metrics) and sees a worker die the
+moment it does (its process sentinel). ``launch``
 only appends the run to the waiting list and wakes that thread: nothing on the caller's side (the
 API's event loop) waits for a worker, a pipe or a process start. A run already in hand (waiting,
 or executing) is not taken twice: the service relaunches runs queued for 30 s, and with every
@@ -47,6 +48,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
@@ -60,7 +62,7 @@ from fluxion_etl.domain.clock import Clock, clock_from_spec
 from fluxion_etl.domain.states import RunStatus
 from fluxion_etl.engine.runner import try_execute_run
 from fluxion_etl.engine.runtime import Runtime
-from fluxion_etl.klk.client import KlkClient
+from fluxion_etl.klk.client import KlkClient, RequestEvent
 from fluxion_etl.launchers import LaunchError, fail_unlaunched
 from fluxion_etl.launchers.subprocess import lower_priority, settle_exited
 from fluxion_etl.logs import configure_logging
@@ -118,9 +120,18 @@ class PoolLauncher:
     hands_off_in_process = True  # a list and a wake-up byte; the pool thread does the rest
 
     def __init__(
-        self, engine: Engine, clock: Clock, setup: WorkerSetup, *, workers: int = 2
+        self,
+        engine: Engine,
+        clock: Clock,
+        setup: WorkerSetup,
+        *,
+        workers: int = 2,
+        on_request: Callable[[RequestEvent], None] | None = None,
     ) -> None:
+        """``on_request`` sees every KLK HTTP attempt of the workers' runs (the service's
+        metrics), called on the pool's thread."""
         self._engine, self._clock, self._setup, self._size = engine, clock, setup, workers
+        self._on_request = on_request
         self._lock = threading.Lock()
         self._state = _State()
         self._wake_read, self._wake_write = os.pipe()
@@ -302,6 +313,9 @@ class PoolLauncher:
         except Exception:  # end of file, or a message cut short: it is exiting
             worker.open = False  # its sentinel says when it is gone
             return
+        if kind == "klk":
+            self._observe(run_id)
+            return
         with self._lock:
             if kind == "ready":
                 worker.ready = True
@@ -314,6 +328,14 @@ class PoolLauncher:
                     self._state.waiting.appendleft(run_id)
             elif kind == "done" and worker.run_id == run_id:
                 worker.run_id = None
+
+    def _observe(self, event: object) -> None:
+        if self._on_request is None or not isinstance(event, RequestEvent):
+            return
+        try:
+            self._on_request(event)
+        except Exception:  # metrics must not stop the pool
+            log.exception("could not record a worker's KLK request")
 
     def _bury(self, worker: _Worker) -> None:
         """``worker`` has exited: settle the run it held, count a failed start."""
@@ -426,6 +448,24 @@ class _StopFlag:
         self.requested = True
 
 
+class _Reports:
+    """A worker's end of its pipe: what it tells the service, whole messages from any thread
+    (a run's locations call KLK from several)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, kind: str, payload: object) -> None:
+        with self._lock:
+            self._conn.send((kind, payload))
+
+    def klk_request(self, event: RequestEvent) -> None:
+        """For the service's KLK metrics; a service gone must not fail the run's KLK call."""
+        with contextlib.suppress(OSError):
+            self.send("klk", event)
+
+
 def work(setup: WorkerSetup, conn: Connection) -> None:
     """A worker process: report ready, then execute the runs sent on ``conn`` until told to
     stop (``None``, SIGTERM) or the service is gone (the pipe closes)."""
@@ -435,13 +475,14 @@ def work(setup: WorkerSetup, conn: Connection) -> None:
     lower_priority(0, setup.nice)
     settings = setup.settings
     configure_logging(settings.log_format, quiet=True)
+    reports = _Reports(conn)
     engine = create_db_engine(settings.database_url)
-    klk = KlkClient.from_settings(settings)
+    klk = KlkClient.from_settings(settings, on_request=reports.klk_request)
     clock = clock_from_spec(os.environ.get("FLUXION_CLOCK"))
     rt = Runtime(settings=settings, config=setup.config, engine=engine, klk=klk, clock=clock)
     rt.stop_requested = lambda: stop.requested
     try:
-        conn.send(("ready", None))
+        reports.send("ready", None)
         while not stop.requested:
             if not conn.poll(IDLE_CHECK_SECONDS):
                 continue
@@ -449,11 +490,11 @@ def work(setup: WorkerSetup, conn: Connection) -> None:
             if run_id is None:
                 break
             if stop.requested:
-                conn.send(("declined", run_id))
+                reports.send("declined", run_id)
                 break
-            conn.send(("taken", run_id))  # before the claim: a run sent as it died is resent
+            reports.send("taken", run_id)  # before the claim: a run sent as it died is resent
             _execute(rt, run_id)
-            conn.send(("done", run_id))
+            reports.send("done", run_id)
     except (EOFError, BrokenPipeError):
         pass  # the service is gone
     finally:

@@ -22,7 +22,8 @@ Fed from the ledger as runs finish (followed from this process's start; any laun
     fluxion_phase_duration_seconds{job,phase}       histogram per location: extract/transform/load
     fluxion_rows_total{job,action}                  fetched, inserted, updated, unchanged, ...
 
-Observed in this process (its own KLK client: runs executed inline):
+Observed in this process (runs executed inline, and those of its pool workers, which report
+every KLK request over their pipe):
     fluxion_klk_request_duration_seconds{call}      histogram per HTTP attempt
     fluxion_klk_errors_total{call,category}
 

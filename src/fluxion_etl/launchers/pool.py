@@ -13,11 +13,11 @@ first and the runs get the rest.
 One thread of the service (``pool``) owns the workers: each has a pipe of its own, and the thread
 hands a waiting run to a worker that is ready and idle, reads what the workers report (ready, a
 run taken, a run done, and each KLK request for the service's metrics) and sees a worker die the
-moment it does (its process sentinel). ``launch``
-only appends the run to the waiting list and wakes that thread: nothing on the caller's side (the
-API's event loop) waits for a worker, a pipe or a process start. A run already in hand (waiting,
-or executing) is not taken twice: the service relaunches runs queued for 30 s, and with every
-worker busy a run may wait longer (``holds`` tells it which it need not relaunch).
+moment it does (its process sentinel). ``launch`` only appends the run to the waiting list and
+wakes that thread: nothing on the caller's side (the API's event loop) waits for a worker, a pipe
+or a process start. A run already in hand (waiting, or executing) is not taken twice: the service
+relaunches runs queued for 30 s, and with every worker busy a run may wait longer (``holds`` tells
+it which it need not relaunch).
 
 A worker that dies (killed, out of memory) while executing a run leaves that run abandoned
 (``worker_lost``, ``settle_exited``) unless it finished or another process owns it, and a new

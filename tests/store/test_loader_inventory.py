@@ -15,6 +15,7 @@ from store_builders import catalogue, catalogue_item, flush_pg_stats, pg_writes,
 
 from fluxion_etl.config import load_config
 from fluxion_etl.domain.records import CatalogueItem
+from fluxion_etl.store.catalogue_digests import CatalogueDigest
 from fluxion_etl.store.inventory_loader import (
     InventoryResult,
     apply_inventory,
@@ -23,7 +24,13 @@ from fluxion_etl.store.inventory_loader import (
     upsert_products,
 )
 from fluxion_etl.store.loader import purge_history, upsert_locations
-from fluxion_etl.store.schema import inventory_current, inventory_history, locations, products
+from fluxion_etl.store.schema import (
+    catalogue_digests,
+    inventory_current,
+    inventory_history,
+    locations,
+    products,
+)
 
 T1 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 T2 = T1 + timedelta(minutes=30)
@@ -223,26 +230,58 @@ def test_an_inventory_load_runs_the_same_statements_whatever_its_size(
     load(engine, catalogue(1000), warehouse="W")
     large = statements_to_load(engine, executed, with_changes(catalogue(1000)))
     # SQLite: create stage, empty it, fill, count disappearing, count changes, history of
-    # changes, upsert, history of disappeared, delete disappeared. PostgreSQL: is anything stored
-    # and is the stage there (in place of creating it), the merge, the removal; it empties the
-    # stage at commit, and COPY goes to the driver. Both: the catalogue digest written or, as
-    # here (no digest given), deleted.
-    assert small == large == {"postgresql": 4, "sqlite": 10}[engine.dialect.name]
+    # changes, upsert, history of disappeared, delete disappeared, and the catalogue digest
+    # deleted (none given). PostgreSQL: is anything stored, is a digest on file and is the stage
+    # there (in place of creating it), the merge, the removal; it empties the stage at commit,
+    # COPY goes to the driver, and no digest is on file to delete.
+    assert small == large == {"postgresql": 3, "sqlite": 10}[engine.dialect.name]
 
 
 def test_a_reload_without_disappearances_runs_the_baseline_statements_on_postgres(
     engine: Engine, executed: list[str]
 ) -> None:
-    """Ask whether anything is stored and the stage exists (in place of creating it), merge: the
-    shape of the COPY + merge baseline; then the warehouse's catalogue digest written or deleted
-    (``store.catalogue_digests``), nothing more."""
+    """Ask whether anything is stored, a digest is on file and the stage exists (in place of
+    creating it), merge: the shape of the COPY + merge baseline. With no digest on file and none
+    given (``store.catalogue_digests``), nothing more."""
     if engine.dialect.name != "postgresql":
         pytest.skip("the statement shape of the PostgreSQL loader")
     items = catalogue(50)
     load(engine, items, warehouse="W")
     load(engine, items, warehouse="W")  # a reload: the session has its stage from now on
     changed = [replace(items[0], stock=items[0].stock + 1), *items[1:], catalogue_item(900)]
-    assert statements_to_load(engine, executed, changed) == 3
+    assert statements_to_load(engine, executed, changed) == 2
+
+
+def digests(engine: Engine) -> dict[tuple[str, str], str]:
+    d = catalogue_digests.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(d.location_id, d.warehouse_code, d.digest))
+        return {(row.location_id, row.warehouse_code): row.digest for row in rows}
+
+
+def test_a_load_without_a_digest_deletes_the_one_on_file_and_no_other(
+    engine: Engine, executed: list[str]
+) -> None:
+    """A digest on file describes what is stored, so a load that brings none deletes it.
+    PostgreSQL asks whether one is on file with its first question, and deletes only then."""
+    items = catalogue(5)
+    for warehouse, digest in (("W", "d1"), ("W2", "d2")):
+        with engine.begin() as conn:
+            staged = stage_inventory(
+                conn, location_id="tienda_01", warehouse_code=warehouse, items=items, run_id=1,
+                now=T1,
+            )  # fmt: skip
+            apply_inventory(conn, staged, digest=CatalogueDigest(digest, articles=5, fetched=5))
+    assert digests(engine) == {("tienda_01", "W"): "d1", ("tienda_01", "W2"): "d2"}
+
+    statements_to_load(engine, executed, [replace(items[0], stock=items[0].stock + 1), *items[1:]])
+    assert digests(engine) == {("tienda_01", "W2"): "d2"}
+    assert len([s for s in executed if s.startswith("DELETE FROM catalogue_digests")]) == 1
+
+    statements_to_load(engine, executed, items)  # none on file now
+    deletes = [s for s in executed if s.startswith("DELETE FROM catalogue_digests")]
+    assert len(deletes) == {"postgresql": 0, "sqlite": 1}[engine.dialect.name]
+    assert digests(engine) == {("tienda_01", "W2"): "d2"}
 
 
 def test_a_held_catalogue_writes_its_changes_with_exact_counts_and_removes_nothing(

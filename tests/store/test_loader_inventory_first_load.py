@@ -105,9 +105,9 @@ def test_a_copied_first_load_stores_exactly_what_the_merge_stores(
     assert len(current) == len(history) == 305
     assert {row[-3:-1] for row in current} == {(T1.astimezone(UTC), 7)}  # updated_at, run_id
     assert {row[-1] for row in current} == {None, -(2**63), 2**63 - 1}  # the fingerprints
-    # Is anything stored, the appeared history, the catalogue digest deleted (none was given);
-    # the COPY goes to the driver.
-    assert len(copy_statements) == 3
+    # Is anything stored (and a digest on file), the appeared history; the COPY goes to the
+    # driver, and no digest is on file to delete.
+    assert len(copy_statements) == 2
     assert not [s for s in copy_statements if "CREATE TEMP" in s or "ON CONFLICT" in s]
 
 

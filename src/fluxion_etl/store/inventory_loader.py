@@ -41,11 +41,9 @@ from fluxion_etl.domain.records import CatalogueItem
 from fluxion_etl.store import catalogue_digests
 from fluxion_etl.store.bulk import (
     column_list,
-    copy_rows,
+    copy_records,
     differs,
-    framed,
     is_postgres,
-    rows_of,
     stage,
 )
 from fluxion_etl.store.catalogue_digests import CatalogueDigest
@@ -57,6 +55,7 @@ PRODUCTS_STAGE = "fluxion_stage_products"
 STOCK_FIELDS = ("sku", "stock", "price_usd", "tax_rate")
 STOCK_VALUES = ("stock", "price_usd", "tax_rate")
 STAGED_FIELDS = (*STOCK_FIELDS, "fingerprint")
+_sku_of = attrgetter("sku")
 CURRENT_FIELDS = ("location_id", "warehouse_code", *STAGED_FIELDS, "updated_at", "run_id")
 PRODUCT_FIELDS = (
     "sku",
@@ -97,6 +96,9 @@ class InventoryStage:
     history_rows: int  # of what appeared or changed
     token: int
     gone: tuple[str, ...] | None = None  # the disappearing skus, when the caller named them
+    # A digest of the warehouse may be on file (apply_inventory deletes it): False only when
+    # this transaction has seen none.
+    digest_on_file: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,8 @@ def stage_inventory(
     ``copy_first_load=False`` sends a first load on PostgreSQL through the stage and merge too
     (the tests compare the two ways).
     """
-    unique = list({item.sku: item for item in items}.values())
+    # The last of each sku, in C: no Python call per item.
+    unique = list(dict(zip(map(_sku_of, items), items, strict=True)).values())
     params = {
         "location_id": location_id,
         "warehouse_code": warehouse_code,
@@ -163,8 +166,11 @@ def stage_inventory(
         "now": now,
     }
     named = None if gone is None else tuple(gone)
+    digest_on_file = True
     if is_postgres(conn):
-        counts = _write_postgres(conn, unique, params, copy_first_load=copy_first_load, gone=named)
+        counts, digest_on_file = _write_postgres(
+            conn, unique, params, copy_first_load=copy_first_load, gone=named
+        )
     else:
         # SQLite looks staged skus up by index.
         stage(conn, INVENTORY_STAGE, _staged_columns(), unique, key=("sku",))
@@ -186,6 +192,7 @@ def stage_inventory(
         history_rows=history,
         token=token,
         gone=named,
+        digest_on_file=digest_on_file,
     )
 
 
@@ -234,7 +241,7 @@ def apply_inventory(
         catalogue_digests.remember(
             conn, **where, digest=digest, run_id=staged.run_id, now=staged.now
         )
-    else:
+    elif staged.digest_on_file:
         catalogue_digests.forget(conn, **where)
     return InventoryResult(
         inserted=staged.inserted,
@@ -350,22 +357,25 @@ def _write_postgres(
     *,
     copy_first_load: bool,
     gone: tuple[str, ...] | None,
-) -> tuple[int, int, int, int]:
-    """(inserted, updated, disappearing, history rows). One question first, in the caller's
-    transaction: is anything stored for this warehouse, and is the staging table there already?
-    Nothing stored: the first load, copied straight in. Otherwise stage and merge; the question
-    replaces the stage's ``CREATE … IF NOT EXISTS``, so a reload runs as many statements as the
-    baseline."""
-    stored, stage_exists = conn.execute(_survey_postgres(), params).one()
+) -> tuple[tuple[int, int, int, int], bool]:
+    """(inserted, updated, disappearing, history rows), and whether a digest of the warehouse
+    is on file. One question first, in the caller's transaction: is anything stored for this
+    warehouse, is a digest on file, and is the staging table there already? Nothing stored: the
+    first load, copied straight in. Otherwise stage and merge; the question replaces the stage's
+    ``CREATE … IF NOT EXISTS`` and spares ``apply_inventory`` deleting a digest that is not
+    there, so a reload runs as many statements as the baseline."""
+    stored, digest_on_file, stage_exists = conn.execute(_survey_postgres(), params).one()
     if not stored and copy_first_load and not gone:
-        return len(unique), 0, 0, _copy_first_catalogue(conn, unique, params)
+        first = len(unique), 0, 0, _copy_first_catalogue(conn, unique, params)
+        return first, bool(digest_on_file)
     # PostgreSQL hash-joins staged and stored skus; an index would only slow the COPY (the skus
     # are already unique).
     stage(conn, INVENTORY_STAGE, _staged_columns(), unique, exists=bool(stage_exists))
     inserted, updated, disappearing, history = _merge_changes_postgres(
         conn, params, whole=gone is None
     )
-    return inserted, updated, disappearing if gone is None else len(gone), history
+    counts = inserted, updated, disappearing if gone is None else len(gone), history
+    return counts, bool(digest_on_file)
 
 
 def _survey_postgres() -> TextClause:
@@ -373,6 +383,10 @@ def _survey_postgres() -> TextClause:
         f"""
         SELECT EXISTS (
                    SELECT 1 FROM inventory_current
+                   WHERE location_id = :location_id AND warehouse_code = :warehouse_code
+               ),
+               EXISTS (
+                   SELECT 1 FROM catalogue_digests
                    WHERE location_id = :location_id AND warehouse_code = :warehouse_code
                ),
                to_regclass('pg_temp.{INVENTORY_STAGE}') IS NOT NULL
@@ -395,13 +409,16 @@ def _copy_first_catalogue(
     if not unique:
         return 0
     now = UtcDateTime().process_bind_param(params["now"], conn.dialect)  # refuses naive times
-    rows = framed(
-        rows_of(unique, STAGED_FIELDS),
+    columns = [inventory_current.c[name] for name in CURRENT_FIELDS]
+    copy_records(
+        conn,
+        "inventory_current",
+        columns,
+        unique,
         before=(params["location_id"], params["warehouse_code"]),
         after=(now.isoformat(), params["run_id"]),  # ISO 8601 with its offset: exact
+        as_text=("updated_at",),
     )
-    columns = [inventory_current.c[name] for name in CURRENT_FIELDS]
-    copy_rows(conn, "inventory_current", columns, rows, as_text=("updated_at",))
     return int(conn.execute(_history_of_first_catalogue(), params).rowcount)
 
 

@@ -102,7 +102,13 @@ def copy_both(
     """Copy ``records`` both ways; return what the product's way stored, once checked equal."""
     with pg.begin() as conn:
         bulk.copy_records(
-            conn, "copied", list(copied.columns), records, before=(before,), after=(after,)
+            conn,
+            "copied",
+            list(copied.columns),
+            records,
+            before=(before,),
+            after=(after,),
+            by_columns=True,
         )
         by_dumpers(conn, records, before, after)
         ours = stored(conn, copied)
@@ -185,13 +191,15 @@ def test_a_chunk_with_a_value_not_spelled_here_goes_through_psycopg(
 def test_a_nul_character_fails_the_copy_with_psycopgs_own_error(pg: Engine) -> None:
     with pytest.raises(DBAPIError, match="NUL"), pg.begin() as conn:
         bulk.copy_records(conn, "copied", list(copied.columns), [record(1, t="a\x00b")],
-                          before=("x",), after=(1,))  # fmt: skip
+                          before=("x",), after=(1,), by_columns=True)  # fmt: skip
     with pg.connect() as conn:
         assert stored(conn, copied) == []
 
 
 def test_no_records_copy_no_rows(pg: Engine, row_path: list[int]) -> None:
     with pg.begin() as conn:
-        bulk.copy_records(conn, "copied", list(copied.columns), [], before=("x",), after=(1,))
+        bulk.copy_records(
+            conn, "copied", list(copied.columns), [], before=("x",), after=(1,), by_columns=True
+        )
         assert stored(conn, copied) == []
     assert row_path == []

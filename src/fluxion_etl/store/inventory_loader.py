@@ -370,7 +370,9 @@ def _write_postgres(
         return first, bool(digest_on_file)
     # PostgreSQL hash-joins staged and stored skus; an index would only slow the COPY (the skus
     # are already unique).
-    stage(conn, INVENTORY_STAGE, _staged_columns(), unique, exists=bool(stage_exists))
+    stage(
+        conn, INVENTORY_STAGE, _staged_columns(), unique, exists=bool(stage_exists), by_columns=True
+    )
     inserted, updated, disappearing, history = _merge_changes_postgres(
         conn, params, whole=gone is None
     )
@@ -418,6 +420,7 @@ def _copy_first_catalogue(
         before=(params["location_id"], params["warehouse_code"]),
         after=(now.isoformat(), params["run_id"]),  # ISO 8601 with its offset: exact
         as_text=("updated_at",),
+        by_columns=True,
     )
     return int(conn.execute(_history_of_first_catalogue(), params).rowcount)
 

@@ -55,7 +55,6 @@ PRODUCTS_STAGE = "fluxion_stage_products"
 STOCK_FIELDS = ("sku", "stock", "price_usd", "tax_rate")
 STOCK_VALUES = ("stock", "price_usd", "tax_rate")
 STAGED_FIELDS = (*STOCK_FIELDS, "fingerprint")
-_sku_of = attrgetter("sku")
 CURRENT_FIELDS = ("location_id", "warehouse_code", *STAGED_FIELDS, "updated_at", "run_id")
 PRODUCT_FIELDS = (
     "sku",
@@ -157,8 +156,7 @@ def stage_inventory(
     ``copy_first_load=False`` sends a first load on PostgreSQL through the stage and merge too
     (the tests compare the two ways).
     """
-    # The last of each sku, in C: no Python call per item.
-    unique = list(dict(zip(map(_sku_of, items), items, strict=True)).values())
+    unique = list({item.sku: item for item in items}.values())
     params = {
         "location_id": location_id,
         "warehouse_code": warehouse_code,

@@ -4,7 +4,7 @@ to psycopg."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     select,
+    text,
 )
 from sqlalchemy.exc import DBAPIError
 
@@ -128,7 +129,10 @@ def record(i: int, /, **values: Any) -> Record:
     return Record(**(plain | values))
 
 
-AWKWARD_TEXT = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "", "ñandú €"]
+AWKWARD_TEXT = [
+    "tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "", "ñandú €",
+    "backspace\x08", "vertical\x0btab", "form\x0cfeed", "line\u2028separator",
+]  # fmt: skip
 
 
 def test_every_kind_the_loaders_send_is_stored_as_psycopg_stores_it(
@@ -184,8 +188,58 @@ def test_a_chunk_with_a_value_not_spelled_here_goes_through_psycopg(
 
     ours = copy_both(pg, records)
 
-    assert row_path == [3], "only the chunk holding the odd value went row by row"
+    assert row_path == [3], "the chunk holding the odd value went row by row"
     assert len(ours) == 6
+
+
+def test_after_a_chunk_through_psycopg_the_rest_follows_it_and_rows_keep_their_order(
+    pg: Engine, row_path: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg holds back the rows it formats: text written after them would overtake them."""
+    monkeypatch.setattr(bulk, "COPY_CHUNK", 2)
+    records = [record(i) for i in range(7)]
+    records[2] = record(2, v=Decimal("NaN"))
+
+    copy_both(pg, records)
+
+    assert row_path == [2, 2, 1], "the first chunk spelled, every one from the odd one on not"
+    with pg.connect() as conn:
+        physical = conn.execute(text("SELECT n FROM copied ORDER BY ctid")).scalars().all()
+    assert physical == list(range(7))
+
+
+def outcome(pg: Engine, write: Callable[[Connection], None], table: Table) -> str:
+    """What one way of copying did: the rows it stored, or the error it raised."""
+    try:
+        with pg.begin() as conn:
+            write(conn)
+            return repr(stored(conn, table))
+    except Exception as exc:  # the error is the outcome compared
+        error = exc.orig if isinstance(exc, DBAPIError) else exc
+        return type(error).__name__
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{"t": 12345}, {"v": "12.5"}, {"n": Decimal(7)}, {"n": "7"}, {"n": True}, {"at": "2026-01-05"}],
+    ids=["int-as-text", "str-as-numeric", "decimal-as-bigint", "str-as-bigint", "bool-as-bigint",
+         "str-as-timestamp"],
+)  # fmt: skip
+def test_values_of_another_type_than_their_column_meet_psycopgs_own_dumpers(
+    pg: Engine, row_path: list[int], odd: dict[str, Any]
+) -> None:
+    """Spelling goes by the column's type as well as the value's: a value psycopg would refuse
+    is refused, one it would convert is converted, as without spelling."""
+    records = [record(i, **odd) for i in range(3)]  # a whole chunk of them
+
+    def spelled(conn: Connection) -> None:
+        bulk.copy_records(conn, "copied", list(copied.columns), records,
+                          before=("x",), after=(1,), by_columns=True)  # fmt: skip
+
+    assert outcome(pg, spelled, copied) == outcome(
+        pg, lambda conn: by_dumpers(conn, records, "x", 1), by_psycopg
+    )
+    assert row_path == [3]
 
 
 def test_a_nul_character_fails_the_copy_with_psycopgs_own_error(pg: Engine) -> None:

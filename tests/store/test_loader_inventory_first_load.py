@@ -10,13 +10,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from store_builders import catalogue, catalogue_item
 
 from fluxion_etl.domain.records import CatalogueItem
+from fluxion_etl.store.catalogue_digests import CatalogueDigest
 from fluxion_etl.store.inventory_loader import InventoryResult, apply_inventory, stage_inventory
-from fluxion_etl.store.schema import inventory_current, inventory_history
+from fluxion_etl.store.schema import catalogue_digests, inventory_current, inventory_history
 
 # Caracas time on purpose: what is stored is the UTC instant either way.
 T1 = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=ZoneInfo("America/Caracas"))
@@ -109,6 +110,26 @@ def test_a_copied_first_load_stores_exactly_what_the_merge_stores(
     # driver, and no digest is on file to delete.
     assert len(copy_statements) == 2
     assert not [s for s in copy_statements if "CREATE TEMP" in s or "ON CONFLICT" in s]
+
+
+def test_a_first_load_deletes_a_digest_on_file_for_a_warehouse_with_nothing_stored(
+    pg: Engine,
+) -> None:
+    """An empty catalogue loaded with its digest leaves the digest and no article; the copied
+    first load that follows gives none, so the digest on file goes (the survey saw it)."""
+    with pg.begin() as conn:
+        staged = stage_inventory(
+            conn, location_id="tienda_01", warehouse_code="APP-TPF", items=[], run_id=1, now=T1
+        )
+        apply_inventory(conn, staged, digest=CatalogueDigest("empty", articles=0, fetched=0))
+    with pg.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(catalogue_digests)).scalar() == 1
+
+    result, _ = load(pg, awkward_catalogue(), location="tienda_01", run_id=2, now=T2)
+
+    assert result.inserted == 305
+    with pg.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(catalogue_digests)).scalar() == 0
 
 
 def test_the_load_after_a_copied_first_load_matches_the_merged_one(pg: Engine) -> None:

@@ -151,25 +151,41 @@ def copy_records(
     COPY). Driver errors are raised as SQLAlchemy's ``DBAPIError`` family like every other
     statement's.
     """
-    names = [c.name for c in columns[len(before) : len(columns) - len(after)]]
-    spelled = [_column_text([value]) for value in (*before, *after)]
-    constants: list[str] | None = None
-    if None not in spelled:
-        constants = [text[0] for text in spelled if text is not None]
+    values_end = len(columns) - len(after)
+    names = [c.name for c in columns[len(before) : values_end]]
     sql = f"COPY {table} ({column_list(c.name for c in columns)}) FROM STDIN"
     types = ["text" if c.name in as_text else _postgres_type_name(conn, c) for c in columns]
+    kinds = [_KIND_OF_TYPE.get(name) for name in types]
     driver = conn.connection.driver_connection
+    # The text is encoded as the connection's encoding is; psycopg's text dumper sends UTF-8
+    # where that is SQL_ASCII, so spell only on UTF-8 connections (the product's).
+    spelling = by_columns and bool(names) and driver.info.encoding == "utf-8"  # type: ignore[union-attr]
+    lead: list[str] = []
+    tail: list[str] = []
+    if spelling:
+        constants = [
+            _column_text([value], kind)
+            for value, kind in zip(
+                (*before, *after), kinds[: len(before)] + kinds[values_end:], strict=True
+            )
+        ]
+        spelling = None not in constants
+        lead = [text[0] for text in constants[: len(before)] if text is not None]
+        tail = [text[0] for text in constants[len(before) :] if text is not None]
     try:
         with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
             copy.set_types(types)
             for start in range(0, len(records), COPY_CHUNK):
                 chunk = records[start : start + COPY_CHUNK]
                 text = None
-                if by_columns and constants is not None:
-                    text = _chunk_text(chunk, names, constants, before)
+                if spelling:
+                    text = _chunk_text(chunk, names, kinds[len(before) : values_end], lead, tail)
                 if text is not None:
                     copy.write(text)
                     continue
+                # psycopg holds back the rows it formats until it has 32 KB: once a chunk goes
+                # through it, so do the rest, and the rows reach the table in their order.
+                spelling = False
                 for row in framed(rows_of(chunk, names), before, after):
                     copy.write_row(row)
     except psycopg.Error as exc:
@@ -182,18 +198,38 @@ _NULL_TEXT = "\\N"
 _BOOL_TEXT = {True: "t", False: "f"}
 # What COPY's text format escapes; NUL is left to psycopg, whose dumpers refuse it by name.
 _ESCAPED = ("\\", "\t", "\n", "\r")
+# The Python type whose values a column of each type (as ``_postgres_type_name`` names it) is
+# spelled from; a value of any other type, or a column of another type, is left to psycopg, which
+# refuses what it cannot dump (a str for a numeric) and dumps the rest its own way.
+_KIND_OF_TYPE: dict[str, type] = {
+    "text": str,
+    "varchar": str,
+    "numeric": Decimal,
+    "smallint": int,
+    "integer": int,
+    "bigint": int,
+    "boolean": bool,
+    "timestamp with time zone": datetime,
+    "date": date,
+}
 
 
 def _chunk_text(
-    chunk: Sequence[Any], names: Sequence[str], constants: Sequence[str], before: Sequence[Any]
+    chunk: Sequence[Any],
+    names: Sequence[str],
+    kinds: Sequence[type | None],
+    lead: Sequence[str],
+    tail: Sequence[str],
 ) -> str | None:
     """The COPY text of a chunk of records (a line each, constants around), or None."""
-    texts = [_column_text(values) for values in columns_of(chunk, names)]
+    texts = [
+        _column_text(values, kind)
+        for values, kind in zip(columns_of(chunk, names), kinds, strict=True)
+    ]
     if None in texts:
         return None
-    lead = [repeat(text) for text in constants[: len(before)]]
-    tail = [repeat(text) for text in constants[len(before) :]]
-    return "\n".join(map("\t".join, zip(*lead, *texts, *tail, strict=False))) + "\n"  # repeat()s
+    lines = zip(*map(repeat, lead), *texts, *map(repeat, tail), strict=False)  # repeat()s
+    return "\n".join(map("\t".join, lines)) + "\n"
 
 
 def _escape(value: str) -> str:
@@ -202,20 +238,20 @@ def _escape(value: str) -> str:
     )
 
 
-def _column_text(values: Sequence[Any]) -> list[str] | None:
-    """Each value as COPY's text format spells it, as psycopg's text dumpers would (``str`` of
-    a finite Decimal or an int, ISO 8601 of an aware datetime or a date, ``t``/``f``, ``\\N``
-    for NULL, text escaped), or None when a value is of a kind left to those dumpers: a mix of
-    kinds, NaN, a naive datetime, a NUL character, anything else."""
+def _column_text(values: Sequence[Any], kind: type | None) -> list[str] | None:
+    """Each value of a column whose values are of type ``kind`` (or None) as COPY's text format
+    spells it, as psycopg's text dumpers would (``str`` of a finite Decimal or an int, ISO 8601
+    of an aware datetime or a date, ``t``/``f``, ``\\N`` for NULL, text escaped), or None when a
+    value is left to those dumpers: one of another type, NaN, a naive datetime, a NUL."""
     kinds = set(map(type, values))
     has_null = type(None) in kinds
     kinds.discard(type(None))
     if not kinds:
         return [_NULL_TEXT] * len(values)
-    if len(kinds) > 1:
+    if kind is None or kinds != {kind}:
         return None
     present = [value for value in values if value is not None] if has_null else list(values)
-    text = _spelled(kinds.pop(), present)
+    text = _spelled(kind, present)
     if text is None or not has_null:
         return text
     spelled = iter(text)

@@ -221,15 +221,17 @@ def outcome(pg: Engine, write: Callable[[Connection], None], table: Table) -> st
 
 @pytest.mark.parametrize(
     "odd",
-    [{"t": 12345}, {"v": "12.5"}, {"n": Decimal(7)}, {"n": "7"}, {"n": True}, {"at": "2026-01-05"}],
+    [{"t": 12345}, {"v": "12.5"}, {"n": Decimal(7)}, {"n": "7"}, {"n": True}, {"at": "2026-01-05"},
+     {"v": Decimal("-Infinity")}],
     ids=["int-as-text", "str-as-numeric", "decimal-as-bigint", "str-as-bigint", "bool-as-bigint",
-         "str-as-timestamp"],
+         "str-as-timestamp", "infinity-beyond-the-columns-scale"],
 )  # fmt: skip
 def test_values_of_another_type_than_their_column_meet_psycopgs_own_dumpers(
     pg: Engine, row_path: list[int], odd: dict[str, Any]
 ) -> None:
     """Spelling goes by the column's type as well as the value's: a value psycopg would refuse
-    is refused, one it would convert is converted, as without spelling."""
+    is refused, one it would convert is converted, as without spelling (and an infinite Decimal,
+    which psycopg spells itself, meets the server's refusal either way)."""
     records = [record(i, **odd) for i in range(3)]  # a whole chunk of them
 
     def spelled(conn: Connection) -> None:

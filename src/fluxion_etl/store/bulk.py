@@ -238,7 +238,7 @@ def _escape(value: str) -> str:
     )
 
 
-def _column_text(values: Sequence[Any], kind: type | None) -> list[str] | None:
+def _column_text(values: list[Any], kind: type | None) -> list[str] | None:
     """Each value of a column whose values are of type ``kind`` (or None) as COPY's text format
     spells it, as psycopg's text dumpers would (``str`` of a finite Decimal or an int, ISO 8601
     of an aware datetime or a date, ``t``/``f``, ``\\N`` for NULL, text escaped), or None when a
@@ -250,7 +250,7 @@ def _column_text(values: Sequence[Any], kind: type | None) -> list[str] | None:
         return [_NULL_TEXT] * len(values)
     if kind is None or kinds != {kind}:
         return None
-    present = [value for value in values if value is not None] if has_null else list(values)
+    present = [value for value in values if value is not None] if has_null else values
     text = _spelled(kind, present)
     if text is None or not has_null:
         return text
@@ -261,8 +261,12 @@ def _column_text(values: Sequence[Any], kind: type | None) -> list[str] | None:
 def _spelled(kind: type, values: list[Any]) -> list[str] | None:
     if kind is str:
         return _text_spelled(values)
-    if kind is Decimal and not all(map(Decimal.is_finite, values)):
-        return None
+    if kind is Decimal:
+        # A finite Decimal spells itself with digits, a sign, a point and an exponent's "E";
+        # NaN, sNaN and Infinity are the only spellings with an "N" or an "I".
+        text = list(map(str, values))
+        joined = "".join(text)
+        return None if "N" in joined or "I" in joined else text
     if kind is datetime and None in map(datetime.utcoffset, values):
         return None
     speller = _SPELLERS.get(kind)
@@ -280,7 +284,6 @@ def _text_spelled(values: list[str]) -> list[str] | None:
 
 # Exactly these types (``type(value) is``): a subclass may spell itself otherwise.
 _SPELLERS: dict[type, Callable[[Any], str]] = {
-    Decimal: str,
     int: str,
     bool: _BOOL_TEXT.__getitem__,
     datetime: datetime.isoformat,

@@ -71,10 +71,10 @@ def stage(
     _create_stage(conn, name, columns, key, exists=exists)
     if not records:
         return
-    names = [c.name for c in columns[len(leading) :]]
     if is_postgres(conn):
         copy_records(conn, name, columns, records, before=leading, by_columns=by_columns)
     else:
+        names = [c.name for c in columns[len(leading) :]]
         all_names = column_list(c.name for c in columns)
         placeholders = ", ".join("?" for _ in columns)
         insert = f"INSERT INTO temp.{name} ({all_names}) VALUES ({placeholders})"  # noqa: S608 - identifiers are our own constants; values are bound
